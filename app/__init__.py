@@ -1,0 +1,63 @@
+"""Pictor: create_app is the only place that wires extensions and blueprints."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.config import load_config
+from app.extensions import csrf, db, htmx, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+try:
+    __version__ = version("pictor")
+except PackageNotFoundError:  # running from a checkout that was not installed
+    __version__ = "0.0.0"
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    settings = load_config()
+    if config:
+        settings.update(config)
+    app = Flask(
+        __name__,
+        instance_path=settings["INSTANCE_DIR"],
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(settings)
+    app.config["VERSION"] = __version__
+    # CSRF is enforced by app.security for everything but API-key and signed requests.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    from app import (
+        models,  # noqa: F401  (register every table on the metadata)
+        security,
+        storage,
+    )
+    from app.api import bp as api_bp
+    from app.api.errors import register_error_handlers
+    from app.cli import register_cli
+    from app.web import register_web
+
+    storage.init_app(app)
+    security.init_app(app)
+    app.register_blueprint(api_bp)
+    register_web(app)
+    register_error_handlers(app)
+    register_cli(app)
+
+    from app import queue
+
+    queue.init_app(app)
+    return app

@@ -1,0 +1,159 @@
+"""One serializer per resource: models in, the contract's camelCase dicts out (API.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, has_request_context, request, url_for
+
+from app.models import (
+    ApiKey,
+    CreditTransaction,
+    Flow,
+    Generation,
+    Image,
+    Project,
+    User,
+    isoformat,
+)
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """Absolute URL: PUBLIC_BASE_URL when set, else the request's host."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    path = url_for(endpoint, **values)
+    if base:
+        return base + path
+    if has_request_context():
+        return request.host_url.rstrip("/") + path
+    return path
+
+
+def image(img: Image) -> dict[str, Any]:
+    return {
+        "id": img.id,
+        "projectId": img.project_id,
+        "flowId": img.flow_id,
+        "source": img.source,
+        "generationId": img.generation_id,
+        "alias": img.alias,
+        "mimeType": img.mime_type,
+        "width": img.width,
+        "height": img.height,
+        "fileSize": img.file_size,
+        "sha256": img.sha256,
+        "focalPoint": {"x": img.focal_x, "y": img.focal_y},
+        "meta": img.meta or {},
+        "url": external_url("media.image_file", image_id=img.id, ext=img.extension),
+        "thumbnailUrl": external_url("media.image_thumbnail", image_id=img.id),
+        "createdAt": isoformat(img.created_at),
+        "deletedAt": isoformat(img.deleted_at),
+    }
+
+
+def generation(gen: Generation, output: Image | None = None) -> dict[str, Any]:
+    error = None
+    if gen.error_code:
+        error = {"code": gen.error_code, "message": gen.error_message or ""}
+    return {
+        "id": gen.id,
+        "projectId": gen.project_id,
+        "flowId": gen.flow_id,
+        "kind": gen.kind,
+        "status": gen.status,
+        "stage": gen.stage,
+        "prompt": gen.prompt,
+        "enhancedPrompt": gen.enhanced_prompt,
+        "negativePrompt": gen.negative_prompt,
+        "aspectRatio": gen.aspect_ratio,
+        "seed": gen.seed,
+        "model": gen.model,
+        "template": gen.template,
+        "autoEnhance": gen.auto_enhance,
+        "referenceImages": gen.reference_images or [],
+        "alias": gen.alias,
+        "flowAlias": gen.flow_alias,
+        "outputImageId": gen.output_image_id,
+        "outputImage": image(output) if output is not None else None,
+        "error": error,
+        "creditsCharged": gen.credits_charged,
+        "meta": gen.meta or {},
+        "requestId": gen.request_id,
+        "regeneratedFrom": gen.regenerated_from,
+        "createdAt": isoformat(gen.created_at),
+        "startedAt": isoformat(gen.started_at),
+        "completedAt": isoformat(gen.completed_at),
+        "processingMs": gen.processing_ms,
+        "deletedAt": isoformat(gen.deleted_at),
+    }
+
+
+def flow(
+    fl: Flow, *, generation_count: int, image_count: int, aliases: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "id": fl.id,
+        "projectId": fl.project_id,
+        "generationCount": generation_count,
+        "imageCount": image_count,
+        "aliases": aliases,
+        "meta": fl.meta or {},
+        "createdAt": isoformat(fl.created_at),
+        "updatedAt": isoformat(fl.updated_at),
+    }
+
+
+def project(proj: Project) -> dict[str, Any]:
+    return {
+        "id": proj.id,
+        "name": proj.name,
+        "defaultAspectRatio": proj.default_aspect_ratio,
+        "defaultModel": proj.default_model,
+        "liveSecret": proj.live_secret,
+        "liveAllowedOrigins": proj.live_allowed_origins or [],
+        "liveDailyLimit": proj.live_daily_limit,
+        "webhookSecret": proj.webhook_secret,
+        "createdAt": isoformat(proj.created_at),
+    }
+
+
+def api_key(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "projectId": key.project_id,
+        "prefix": key.prefix,
+        "createdAt": isoformat(key.created_at),
+        "lastUsedAt": isoformat(key.last_used_at),
+        "expiresAt": isoformat(key.expires_at),
+        "revokedAt": isoformat(key.revoked_at),
+    }
+
+
+def account(user: User) -> dict[str, Any]:
+    from app.services.credits import monthly_allowance
+
+    return {
+        "userId": user.id,
+        "email": user.email,
+        "tier": user.tier,
+        "credits": {
+            "balance": user.credits_balance,
+            "monthly": user.credits_monthly,
+            "purchased": user.credits_purchased,
+            "monthlyAllowance": monthly_allowance(user.tier),
+            "resetsAt": isoformat(user.credits_resets_at),
+        },
+    }
+
+
+def transaction(row: CreditTransaction) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "amount": row.amount,
+        "balanceAfter": row.balance_after,
+        "generationId": row.generation_id,
+        "note": row.note,
+        "createdAt": isoformat(row.created_at),
+    }

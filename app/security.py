@@ -1,0 +1,63 @@
+"""Session loading, CSRF enforcement and security headers for every response."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from flask_login import current_user
+
+from app.extensions import csrf, login_manager
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Endpoints authenticated by a signature or a bearer secret instead of a session cookie.
+CSRF_EXEMPT_ENDPOINTS = {"billing.stripe_webhook", "ops.cron_reset_credits"}
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self' https://checkout.stripe.com https://billing.stripe.com "
+    "https://accounts.google.com; frame-ancestors 'none'"
+)
+
+
+def uses_api_key() -> bool:
+    """An /api/v1 request that carries a key authenticates by the key, not by the cookie."""
+    if not request.path.startswith("/api/"):
+        return False
+    auth = request.headers.get("Authorization", "")
+    return bool(request.headers.get("X-API-Key") or auth.lower().startswith("bearer "))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(identity: str):  # noqa: ANN202
+        from app.services.accounts import load_session_user
+
+        return load_session_user(identity)
+
+    @app.before_request
+    def enforce_csrf() -> None:
+        if request.method in SAFE_METHODS or request.endpoint in CSRF_EXEMPT_ENDPOINTS:
+            return
+        if uses_api_key() or request.path.startswith("/live/"):
+            return
+        csrf.protect()
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if app.config["PRODUCTION"]:
+            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        if current_user and getattr(current_user, "is_authenticated", False):
+            headers.setdefault("Cache-Control", "private, no-store")
+        return response

@@ -1,0 +1,1 @@
+"""The domain: plain functions over models. No request, no session, no templates."""

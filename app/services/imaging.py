@@ -1,0 +1,193 @@
+"""Image bytes: judged by decoding, re-encoded, thumbnailed, stored (DESIGN.md "Bytes").
+
+Every image that enters Pictor — an upload or a model's output — goes through `ingest`: it is
+decoded with Pillow (format, dimensions, decompression-bomb limit), re-encoded so metadata and
+trailing bytes are dropped, stored under a generated key with a WebP thumbnail, and recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL import ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from app.errors import TooLarge, UnsupportedMedia
+from app.extensions import db
+from app.models import Image, new_id
+from app.storage import get_storage
+
+MAX_PIXELS = 40_000_000  # 40 MP: above this Pillow refuses to decode (pixel-flood images)
+MAX_SIDE = 12_000
+THUMB_SIZE = 512
+FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    thumbnail: bytes
+
+
+def decode(data: bytes, *, max_bytes: int | None = None) -> PILImage.Image:
+    """Decode PNG, JPEG or WebP bytes fully; anything else is UnsupportedMedia (415)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise TooLarge("File too large", details={"maxBytes": max_bytes})
+    if not data:
+        raise UnsupportedMedia("The file is empty", details={"allowed": sorted(FORMATS.values())})
+    try:
+        with PILImage.open(io.BytesIO(data), formats=list(FORMATS)) as probe:
+            width, height = probe.size
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise UnsupportedMedia(
+                    "Image dimensions are too large",
+                    details={"maxSide": MAX_SIDE, "width": width, "height": height},
+                )
+            probe.verify()
+        image = PILImage.open(io.BytesIO(data), formats=list(FORMATS))
+        image.load()
+    except UnsupportedMedia:
+        raise
+    except (
+        UnidentifiedImageError,
+        PILImage.DecompressionBombError,
+        PILImage.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ) as exc:
+        raise UnsupportedMedia(
+            "Unsupported or damaged image: PNG, JPEG or WebP expected",
+            details={"allowed": sorted(FORMATS.values()), "reason": type(exc).__name__},
+        ) from None
+    return image
+
+
+def encode(
+    image: PILImage.Image, source_format: str | None, *, text: dict[str, str] | None = None
+) -> Encoded:
+    """Re-encode in the source's format (PNG if unknown), EXIF-rotated, metadata dropped.
+
+    `text` becomes PNG text chunks (prompt, seed, model, generation id) on PNG output.
+    """
+    fmt = source_format if source_format in FORMATS else "PNG"
+    image = ImageOps.exif_transpose(image)
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.convert("RGB").save(buffer, "JPEG", quality=92, optimize=True)
+    elif fmt == "WEBP":
+        image.save(buffer, "WEBP", quality=90, method=4)
+    else:
+        info = PngImagePlugin.PngInfo()
+        for key, value in (text or {}).items():
+            info.add_itxt(key, value)
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+            image = image.convert("RGBA")
+        image.save(buffer, "PNG", pnginfo=info, optimize=False, compress_level=6)
+    return Encoded(
+        data=buffer.getvalue(),
+        mime_type=FORMATS[fmt],
+        width=image.width,
+        height=image.height,
+        thumbnail=make_thumbnail(image),
+    )
+
+
+def make_thumbnail(image: PILImage.Image) -> bytes:
+    thumb = image.copy()
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA")
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), PILImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "WEBP", quality=80, method=4)
+    return buffer.getvalue()
+
+
+def ingest(
+    project_id: str,
+    data: bytes,
+    *,
+    source: str,
+    flow_id: str | None = None,
+    generation_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+    text: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+    image_id: str | None = None,
+) -> Image:
+    """Decode, re-encode, store the bytes and a thumbnail, and add the Image row (not committed).
+
+    Raises TooLarge / UnsupportedMedia for bad input and StorageError when bytes can't be
+    written (nothing is recorded then).
+    """
+    decoded = decode(data, max_bytes=max_bytes)
+    encoded = encode(decoded, decoded.format, text=text)
+    return store(
+        project_id,
+        encoded,
+        source=source,
+        flow_id=flow_id,
+        generation_id=generation_id,
+        meta=meta,
+        image_id=image_id,
+    )
+
+
+def store(
+    project_id: str,
+    encoded: Encoded,
+    *,
+    source: str,
+    flow_id: str | None = None,
+    generation_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+    image_id: str | None = None,
+) -> Image:
+    image_id = image_id or new_id()
+    ext = EXTENSIONS[encoded.mime_type]
+    key = f"{project_id}/{image_id}/original.{ext}"
+    thumb_key = f"{project_id}/{image_id}/thumb.webp"
+    storage = get_storage()
+    storage.put(key, encoded.data, encoded.mime_type)
+    try:
+        storage.put(thumb_key, encoded.thumbnail, "image/webp")
+    except Exception:
+        storage.delete(key)
+        raise
+    image = Image(
+        id=image_id,
+        project_id=project_id,
+        flow_id=flow_id,
+        source=source,
+        generation_id=generation_id,
+        storage_key=key,
+        thumbnail_key=thumb_key,
+        mime_type=encoded.mime_type,
+        width=encoded.width,
+        height=encoded.height,
+        file_size=len(encoded.data),
+        sha256=hashlib.sha256(encoded.data).hexdigest(),
+        meta=meta or {},
+    )
+    db.session.add(image)
+    db.session.flush()
+    return image
+
+
+def remove_files(image: Image) -> None:
+    storage = get_storage()
+    for key in (image.storage_key, image.thumbnail_key):
+        if key:
+            storage.delete(key)

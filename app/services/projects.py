@@ -1,0 +1,156 @@
+"""Projects: ownership, settings, secrets. Another user's project is always NotFound."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from app.errors import Invalid, not_found
+from app.extensions import db
+from app.models import Project, is_uuid, utcnow
+from app.providers.base import ASPECT_RATIOS
+
+if TYPE_CHECKING:
+    from app.models import User
+
+MAX_NAME = 120
+
+
+def new_live_secret() -> str:
+    return "live_" + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _clean_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise Invalid("Name is required", code="NAME_REQUIRED", details={"name": "required"})
+    if len(name) > MAX_NAME:
+        raise Invalid(f"Name must be at most {MAX_NAME} characters", details={"name": "too long"})
+    return name
+
+
+def create_project(owner: User, name: str, *, commit: bool = True) -> Project:
+    project = Project(
+        owner_id=owner.id,
+        name=_clean_name(name),
+        live_secret=new_live_secret(),
+        webhook_secret=new_webhook_secret(),
+        live_allowed_origins=[],
+        canvas_state={},
+    )
+    db.session.add(project)
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
+    return project
+
+
+def list_projects(owner: User) -> list[Project]:
+    return list(
+        db.session.scalars(
+            select(Project).where(Project.owner_id == owner.id).order_by(Project.created_at)
+        )
+    )
+
+
+def count_projects(owner: User) -> int:
+    return int(db.session.scalar(select(func.count()).where(Project.owner_id == owner.id)) or 0)
+
+
+def get_project(owner: User, project_id: str) -> Project:
+    """The owner's project, or 404 — whether it is missing or someone else's."""
+    if not is_uuid(project_id):
+        raise not_found("Project")
+    project = db.session.get(Project, project_id)
+    if project is None or project.owner_id != owner.id:
+        raise not_found("Project")
+    return project
+
+
+def rename_project(project: Project, name: str) -> Project:
+    project.name = _clean_name(name)
+    db.session.commit()
+    return project
+
+
+def delete_project(project: Project) -> None:
+    """Delete a project and everything in it. A user keeps at least one project."""
+    if count_projects(project.owner) <= 1:
+        raise Invalid(
+            "You need at least one project; create another before deleting this one",
+            code="LAST_PROJECT",
+        )
+    db.session.delete(project)
+    db.session.commit()
+
+
+def update_settings(project: Project, changes: dict[str, Any]) -> Project:
+    """PATCH semantics for the settable fields of API.md §8."""
+    errors: dict[str, str] = {}
+    if "name" in changes:
+        try:
+            project.name = _clean_name(changes["name"])
+        except Invalid:
+            errors["name"] = "must be 1–120 characters"
+    if "defaultAspectRatio" in changes:
+        value = changes["defaultAspectRatio"]
+        if value not in ASPECT_RATIOS:
+            raise Invalid("Invalid aspect ratio", code="INVALID_ASPECT_RATIO")
+        project.default_aspect_ratio = value
+    if "defaultModel" in changes:
+        value = changes["defaultModel"]
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            errors["defaultModel"] = "must be a model id or null"
+        else:
+            project.default_model = value
+    if "liveAllowedOrigins" in changes:
+        value = changes["liveAllowedOrigins"]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            errors["liveAllowedOrigins"] = "must be a list of host names"
+        else:
+            project.live_allowed_origins = [_origin_host(v) for v in value]
+    if "liveDailyLimit" in changes:
+        value = changes["liveDailyLimit"]
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            errors["liveDailyLimit"] = "must be a non-negative integer or null"
+        else:
+            project.live_daily_limit = value
+    if errors:
+        db.session.rollback()
+        raise Invalid("Invalid project settings", details=errors)
+    db.session.commit()
+    return project
+
+
+def _origin_host(value: str) -> str:
+    """Accept `https://example.com`, `example.com` or `example.com:8080`; keep host[:port]."""
+    value = value.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    return value.split("/", 1)[0]
+
+
+def rotate_live_secret(project: Project) -> Project:
+    """New live secret; the previous one keeps verifying for 24 h (API.md §7)."""
+    project.live_secret_previous = project.live_secret
+    project.live_secret_rotated_at = utcnow()
+    project.live_secret = new_live_secret()
+    db.session.commit()
+    return project
+
+
+def rotate_webhook_secret(project: Project) -> Project:
+    project.webhook_secret = new_webhook_secret()
+    db.session.commit()
+    return project

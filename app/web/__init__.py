@@ -1,0 +1,10 @@
+"""The server-rendered UI and the public, non-JSON routes."""
+
+from flask import Flask
+
+
+def register_web(app: Flask) -> None:
+    from app.web import admin, auth, billing, keys, live, media, ops, projects
+
+    for module in (auth, projects, keys, billing, admin, ops, media, live):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,1 @@
+"""RQ entry points: thin wrappers that open an app context and call a service."""

@@ -1,0 +1,89 @@
+"""Factories for users, projects and keys, and small clients for the web and the API."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from app.models import Project, User
+from app.services import accounts, api_keys, projects
+
+_counter = itertools.count(1)
+PASSWORD = "correct horse battery"  # noqa: S105
+
+
+def make_user(email: str | None = None, password: str = PASSWORD, **kwargs: Any) -> User:
+    email = email or f"user{next(_counter)}@example.com"
+    return accounts.create_user(email, password, **kwargs)
+
+
+def first_project(user: User) -> Project:
+    return projects.list_projects(user)[0]
+
+
+def make_key(user: User, project: Project, name: str = "test key") -> api_keys.CreatedKey:
+    return api_keys.create_key(user, project, name)
+
+
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    match = CSRF_RE.search(page) or re.compile(r'name="csrf_token"[^>]*value="([^"]+)"').search(
+        page
+    )
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class AuthActions:
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD, follow: bool = False):
+        token = csrf_token(self.client, "/login")
+        return self.client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            follow_redirects=follow,
+        )
+
+    def logout(self):
+        token = csrf_token(self.client, "/projects")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+class ApiClient:
+    """Test client that sends the API key on every request and JSON bodies."""
+
+    def __init__(self, client, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        return {"X-API-Key": self.key, **(headers or {})}
+
+    def get(self, path: str, **kwargs: Any):
+        return self.client.get(path, headers=self._headers(kwargs.pop("headers", None)), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any):
+        return self.client.delete(
+            path, headers=self._headers(kwargs.pop("headers", None)), **kwargs
+        )
+
+    def post(self, path: str, json: Any = None, **kwargs: Any):
+        return self.client.post(
+            path, json=json, headers=self._headers(kwargs.pop("headers", None)), **kwargs
+        )
+
+    def put(self, path: str, json: Any = None, **kwargs: Any):
+        return self.client.put(
+            path, json=json, headers=self._headers(kwargs.pop("headers", None)), **kwargs
+        )
+
+    def patch(self, path: str, json: Any = None, **kwargs: Any):
+        return self.client.patch(
+            path, json=json, headers=self._headers(kwargs.pop("headers", None)), **kwargs
+        )
