@@ -291,11 +291,17 @@ def handle_event(event: dict[str, Any]) -> str:
 
 
 def _claim(key: str, type_: str) -> bool:
-    """Insert a StripeEvent row in a savepoint; False when it exists (or a racer holds it)."""
+    """Insert a StripeEvent row; False when it exists (a racer's insert makes us wait, then fail).
+
+    A failed claim rolls the whole transaction back (a savepoint would not be a real one on
+    SQLite's driver); callers claim before they change anything, and `_settle` re-records an
+    event whose claim went with it.
+    """
+    db.session.add(StripeEvent(id=key, type=type_))
     try:
-        with db.session.begin_nested():
-            db.session.add(StripeEvent(id=key, type=type_))
+        db.session.flush()
     except IntegrityError:
+        db.session.rollback()
         return False
     return True
 
@@ -303,9 +309,9 @@ def _claim(key: str, type_: str) -> bool:
 def _settle(event_id: str, type_: str) -> None:
     """Commit the event with its effects.
 
-    A ledger call that lost a race for its dedupe key rolls the whole transaction back, the
-    event row with it; the effect is then already there (the racer applied it), so the event
-    is recorded again on its own.
+    A ledger call or a claim that lost a race rolls the whole transaction back, the event row
+    with it; the effect is then already there (the racer applied it), so the event is recorded
+    again on its own.
     """
     if db.session.get(StripeEvent, event_id) is None:
         db.session.add(StripeEvent(id=event_id, type=type_))

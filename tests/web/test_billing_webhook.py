@@ -116,7 +116,9 @@ def test_a_topup_is_credited_and_a_replay_changes_nothing(client, user):
 def test_the_same_purchase_in_two_events_is_credited_once(client, user):
     """completed and async_payment_succeeded both name the session: one top-up."""
     completed = topup_event(user, "cs_test_twice")
-    succeeded = dict(completed, id="evt_test_async", type="checkout.session.async_payment_succeeded")
+    succeeded = dict(
+        completed, id="evt_test_async", type="checkout.session.async_payment_succeeded"
+    )
     for event in (completed, succeeded):
         payload = json.dumps(event)
         assert post(client, payload, signed_headers(payload)).status_code == 200
