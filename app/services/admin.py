@@ -56,10 +56,6 @@ def get_user(user_id: str) -> User:
     return user
 
 
-def search_users(query: str | None, *, limit: int, offset: int) -> tuple[list[User], int]:
-    return accounts.search_users(query, limit=limit, offset=offset)
-
-
 def change_credits(
     admin: User, user_id: str, *, kind: str, amount: int, bucket: str, note: str
 ) -> CreditTransaction | None:

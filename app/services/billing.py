@@ -328,16 +328,17 @@ def _on_checkout(session: dict[str, Any]) -> bool:
 
 
 def _fulfil_checkout(session: dict[str, Any]) -> bool:
-    """Credit a paid Checkout Session once, whoever calls first. False if nobody to credit."""
+    """Credit a paid Checkout Session once, whoever calls first. False if it buys nothing."""
     user = _user_by_id(session.get("client_reference_id")) or _user_by_id(
         (session.get("metadata") or {}).get("user_id")
     )
     if user is None:
         log.warning("checkout session %s names no known user", session.get("id"))
         return False
-    if session.get("mode") == "subscription":
+    mode = session.get("mode")
+    if mode == "subscription":
         _start_subscription(user, session)
-    else:
+    elif mode == "payment":
         _remember_customer(user, session.get("customer"))
         credits.add(
             user.id,
@@ -346,6 +347,8 @@ def _fulfil_checkout(session: dict[str, Any]) -> bool:
             note="Credit pack purchase",
             dedupe_key=f"topup:{session['id']}",
         )
+    else:
+        return False  # a `setup` session buys nothing
     return True
 
 

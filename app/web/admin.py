@@ -9,7 +9,7 @@ from wtforms import IntegerField, RadioField, SelectChoice, SelectField, StringF
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from app.errors import Invalid
-from app.services import admin
+from app.services import accounts, admin
 from app.web.decorators import admin_required
 from app.web.rendering import redirect_to, render_page
 
@@ -73,7 +73,7 @@ def reset_all():
 def users():
     query = (request.args.get("q") or "").strip()
     offset = max(request.args.get("offset", 0, type=int), 0)
-    rows, total = admin.search_users(query or None, limit=USERS_PAGE, offset=offset)
+    rows, total = accounts.search_users(query or None, limit=USERS_PAGE, offset=offset)
     return render_page(
         "admin/users.html",
         fragment="admin/_users_table.html",

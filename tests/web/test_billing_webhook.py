@@ -148,3 +148,11 @@ def test_other_event_types_are_acknowledged_and_ignored(client, user):
     assert response.status_code == 200
     assert response.get_json()["result"] == "ignored"
     assert writes() == before
+
+
+def test_a_setup_session_buys_nothing(client, user):
+    event = topup_event(user, "cs_test_setup")
+    event["data"]["object"].update(mode="setup", payment_status="no_payment_required")
+    payload = json.dumps(event)
+    assert post(client, payload, signed_headers(payload)).get_json()["result"] == "ignored"
+    assert purchased(user) == 0
