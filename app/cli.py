@@ -13,6 +13,7 @@ from app.models import Project, User
 
 user_cli = AppGroup("user", help="Manage users.")
 apikey_cli = AppGroup("apikey", help="Manage API keys.")
+credits_cli = AppGroup("credits", help="Monthly resets and grants (the admin actions).")
 
 
 def _fail(exc: DomainError) -> None:
@@ -63,6 +64,32 @@ def create_apikey(email: str, project_name: str | None, label: str) -> None:
     click.echo(created.plaintext)
 
 
+@credits_cli.command("reset")
+@click.option("--all", "everyone", is_flag=True, help="Reset every user now, due or not.")
+def reset_credits(everyone: bool) -> None:
+    """Reset the monthly bucket of every user whose period has ended."""
+    from app.services import credits
+
+    count = credits.reset_due(force_all=everyone)
+    click.echo(f"Reset the monthly credits of {count} user{'s' if count != 1 else ''}")
+
+
+@credits_cli.command("grant")
+@click.argument("email")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--note", default="Granted from the command line", show_default=True)
+def grant_credits(email: str, amount: int, note: str) -> None:
+    """Add AMOUNT purchased credits to a user (a `grant` in the ledger)."""
+    from app.services import credits
+
+    user = _user(email)
+    try:
+        entry = credits.add(user.id, amount, "grant", note=note)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"Granted {amount} credits to {user.email}; balance is now {entry.balance_after}")
+
+
 @click.command("seed-demo")
 def seed_demo() -> None:
     """Create demo@example.com / demo with a project and a few images (idempotent)."""
@@ -79,4 +106,5 @@ def seed_demo() -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(apikey_cli)
+    app.cli.add_command(credits_cli)
     app.cli.add_command(seed_demo)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
+from app.errors import Unauthorized
 from app.extensions import db
+from app.services import credits
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
@@ -43,3 +46,19 @@ def health():
     response.status_code = 200 if ok else 503
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.route("/api/cron/reset-credits", methods=["GET", "POST"])
+def cron_reset_credits():
+    """Reset every monthly bucket whose period has ended (a scheduler calls this daily)."""
+    secret = current_app.config.get("CRON_SECRET") or ""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    valid = scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), secret.encode()
+    )
+    if not secret or not valid:
+        raise Unauthorized(
+            "Missing or invalid cron secret", headers={"WWW-Authenticate": 'Bearer realm="cron"'}
+        )
+    count = credits.reset_due()
+    return jsonify({"message": "Credit reset completed", "resetCount": count})
