@@ -99,6 +99,8 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "LIVE_WAIT_SECONDS": _int(env, "LIVE_WAIT_SECONDS", 60),
         "WEBHOOK_ALLOW_PRIVATE": _bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        # werkzeug's scrypt default; tests use a fast method so hashing doesn't dominate the suite.
+        "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD") or "scrypt",
         "JOB_TIMEOUT_SECONDS": _int(env, "JOB_TIMEOUT_SECONDS", 180),
         # Flask and extensions
         "SESSION_COOKIE_HTTPONLY": True,

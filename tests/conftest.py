@@ -106,6 +106,7 @@ def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> dict[str
         "CRON_SECRET": "test-cron-secret",
         "PUBLIC_BASE_URL": None,
         "SERVER_NAME": None,
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     }
     config.update(overrides)
     return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -30,6 +31,10 @@ def validate_email(email: str) -> str:
             "Enter a valid email address", code="INVALID_EMAIL", details={"email": "invalid"}
         )
     return email
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
 def get_by_email(email: str) -> User | None:
@@ -59,7 +64,7 @@ def create_user(
     user = User(
         email=email,
         name=name,
-        password_hash=generate_password_hash(password) if password is not None else None,
+        password_hash=_hash(password) if password is not None else None,
         is_admin=is_admin,
         tier=tier,
         google_sub=google_sub,
