@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from authlib.integrations.flask_client import OAuthError
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuthError
 from flask import Blueprint, Flask, current_app, flash, redirect, request, session, url_for
 from flask.wrappers import Response
 from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
 from joserfc.errors import JoseError
 from requests import RequestException
 
@@ -52,7 +53,8 @@ def register_google(app: Flask) -> None:
     )
 
 
-def google_client():  # noqa: ANN201  (authlib's FlaskOAuth2App, or None when not configured)
+def google_client() -> FlaskOAuth2App | None:
+    """This app's Google client, or None when Google sign-in is not configured."""
     return current_app.extensions.get(GOOGLE_EXTENSION)
 
 
@@ -73,7 +75,7 @@ def start_session(user: User) -> None:
     login_user(user)
 
 
-def _auth_page(template: str, form, status: int) -> Response:  # noqa: ANN001
+def _auth_page(template: str, form: FlaskForm, status: int) -> Response:
     return render_page(
         template,
         form=form,
@@ -86,7 +88,7 @@ def _auth_page(template: str, form, status: int) -> Response:  # noqa: ANN001
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("projects.index"))
+        return redirect(safe_next(request.args.get("next"), url_for("projects.index")))
     form = LoginForm()
     if form.validate_on_submit():
         try:
