@@ -13,6 +13,7 @@ from flask_wtf import FlaskForm
 from joserfc.errors import JoseError
 from requests import RequestException
 
+from app.api.serializers import external_url
 from app.errors import Conflict, Invalid, Unauthorized
 from app.extensions import oauth
 from app.models import User
@@ -135,12 +136,8 @@ def google_login():
     if client is None:
         return redirect(url_for("auth.login"))
     session[GOOGLE_NEXT] = safe_next(request.args.get("next"), "")
-    redirect_uri = url_for("auth.google_callback", _external=True)
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        redirect_uri = base + url_for("auth.google_callback")
     try:
-        return client.authorize_redirect(redirect_uri)
+        return client.authorize_redirect(external_url("auth.google_callback"))
     except RequestException as exc:
         log.warning("Google discovery failed: %s", exc)
         flash("Google sign-in is unavailable right now. Please try again later.", "error")
