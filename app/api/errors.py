@@ -8,6 +8,7 @@ from flask import Flask, jsonify, request
 from flask.wrappers import Response
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from app.errors import DomainError
 from app.extensions import db
@@ -65,7 +66,7 @@ def register_error_handlers(app: Flask) -> None:
     def domain_error(exc: DomainError) -> Response:
         if wants_json():
             return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
-        return error_page(exc.status, exc.code.replace("_", " ").capitalize(), exc.message)
+        return error_page(exc.status, HTTP_STATUS_CODES.get(exc.status, "Error"), exc.message)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> Response:
