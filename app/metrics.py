@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select
 
 from app.extensions import db
+from app.observability import brief
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def _read(dependency: str, read, up: GaugeMetricFamily) -> list[Metric]:  # noqa
     try:
         metrics = read()
     except Exception as exc:  # noqa: BLE001  (whatever broke, /metrics still answers)
-        log.warning("metrics: could not read %s: %s", dependency, exc)
+        log.warning("metrics: could not read %s: %s", dependency, brief(exc))
         if dependency == "database":
             db.session.rollback()
         up.add_metric([dependency], 0)

@@ -57,8 +57,15 @@ def accept_request_id(incoming: str | None) -> str:
     return new_request_id()
 
 
-def _timestamp(created: float) -> str:
-    moment = datetime.fromtimestamp(created, UTC)
+def brief(exc: BaseException) -> str:
+    """An error in one line (its type and the first line of its text), for logs and reports."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def timestamp(created: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, for `created` (a Unix time) or now."""
+    moment = datetime.now(UTC) if created is None else datetime.fromtimestamp(created, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -76,7 +83,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": _timestamp(record.created),
+            "time": timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
