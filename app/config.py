@@ -60,6 +60,7 @@ def server_settings(env: dict[str, str] | None = None) -> dict[str, Any]:
         "log_format": _log_format(env, production),
         "log_level": _log_level(env).lower(),
         "prometheus_multiproc_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "control_socket": env.get("GUNICORN_CONTROL_SOCKET") or None,
     }
 
 
