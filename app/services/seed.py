@@ -6,7 +6,7 @@ from app.models import User
 from app.services import accounts
 
 DEMO_EMAIL = "demo@example.com"
-DEMO_PASSWORD = "demo"  # noqa: S105  (documented demo credentials, development only)
+DEMO_PASSWORD = "demo"  # noqa: S105  # nosec B105  # documented demo credentials, dev only
 
 
 def seed_demo() -> tuple[User, bool]:
