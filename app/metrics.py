@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 from flask import Flask, current_app, g, request
 from flask.wrappers import Response
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -37,14 +37,21 @@ PROVIDER_BUCKETS_MS = (250, 500, 1000, 2500, 5000, 10_000, 20_000, 30_000, 60_00
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LABELS = ("route", "method", "status")
 
+# Our own registry, not prometheus_client's default one: the contract says every name starts
+# with `pictor_`, so the default process_/python_ collectors are left out.
+REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter(
-    "pictor_http_requests", "HTTP requests served, by route (endpoint), method and status", LABELS
+    "pictor_http_requests",
+    "HTTP requests served, by route (endpoint), method and status",
+    LABELS,
+    registry=REGISTRY,
 )
 HTTP_LATENCY = Histogram(
     "pictor_http_request_duration_seconds",
     "Time to build the response, by route (endpoint), method and status",
     LABELS,
     buckets=HTTP_BUCKETS,
+    registry=REGISTRY,
 )
 
 
@@ -104,7 +111,9 @@ def _generation_metrics() -> list[Metric]:
             acc[i] += int(value or 0)
 
     generations = GaugeMetricFamily(
-        "pictor_generations", "Generations in the database, by status", labels=["status"]
+        "pictor_generations",
+        "Generations in the database (deleted included), by status",
+        labels=["status"],
     )
     for status, count in by_status.items():
         generations.add_metric([status], count)
