@@ -35,6 +35,7 @@ from rq import Queue
 from rq.job import Job
 
 from app.errors import ServiceUnavailable
+from app.observability import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,9 @@ def enqueue(
     `options` are RQ's (job_id, job_timeout, retry, on_failure, …). ServiceUnavailable (503)
     when Redis cannot be reached.
     """
+    request_id = current_request_id()
+    if request_id:  # the job (and what it enqueues) logs under the request that caused it
+        options["meta"] = {"request_id": request_id, **options.get("meta", {})}
     rt = runtime()
     try:
         queue = Queue(queue_name, connection=rt.redis())

@@ -68,7 +68,7 @@ def horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         return
     from app.services import generations
 
-    with app_context():
+    with app_context(job):
         generations.fail(job.args[0], "WORKER_LOST", generations.WORKER_LOST_MESSAGE)
 
 
