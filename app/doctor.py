@@ -82,24 +82,18 @@ def check_storage() -> tuple[str, str]:
     return OK, f"{config['STORAGE_BACKEND']} {where} writable"
 
 
-def _queue_names() -> list[str]:
-    from app.queue import GENERATION_QUEUE, MAINTENANCE_QUEUE
-
-    return [GENERATION_QUEUE, MAINTENANCE_QUEUE]
-
-
 def check_workers() -> tuple[str, str]:
     if _embedded():
         return OK, "embedded worker thread in the web process"
     from rq import Worker
 
-    from app.queue import get_redis
+    from app.queue import QUEUES, get_redis
 
     workers = Worker.all(connection=get_redis())
     if not workers:
         return WARN, "no RQ worker alive; start `flask --app wsgi worker`"
     served = {name for worker in workers for name in worker.queue_names()}
-    missing = [name for name in _queue_names() if name not in served]
+    missing = [name for name in QUEUES if name not in served]
     hosts = ", ".join(sorted({worker.hostname or "?" for worker in workers}))
     if missing:
         return WARN, f"{len(workers)} alive on {hosts}, none serving {', '.join(missing)}"
@@ -107,20 +101,25 @@ def check_workers() -> tuple[str, str]:
 
 
 def check_scheduler() -> tuple[str, str]:
+    """RQ's scheduler (retries, delayed webhooks) holds a lock per queue, and one process
+    leads the periodic jobs (stuck sweep, webhook retries, credit reset, purge)."""
     if _embedded():
         return OK, "embedded scheduler in the web process"
     from rq.scheduler import RQScheduler
 
-    from app.queue import get_redis
+    from app.queue import CRON_LEADER_KEY, QUEUES, get_redis
 
     conn = get_redis()
-    missing = [n for n in _queue_names() if not conn.exists(RQScheduler.get_locking_key(n))]
-    if missing:
-        return WARN, (
-            f"no scheduler holds {', '.join(missing)}: retries and periodic jobs wait; "
-            "run a worker with its scheduler"
-        )
-    return OK, f"running for {', '.join(_queue_names())}"
+    problems = [
+        f"no scheduler holds {name}"
+        for name in QUEUES
+        if not conn.exists(RQScheduler.get_locking_key(name))
+    ]
+    if not conn.exists(CRON_LEADER_KEY):
+        problems.append("no process leads the periodic jobs")
+    if problems:
+        return WARN, f"{'; '.join(problems)}: retries and periodic jobs wait; start a worker"
+    return OK, f"running for {', '.join(QUEUES)}; periodic jobs led"
 
 
 def inconsistent_ledgers(limit: int = 5) -> tuple[int, list[tuple[str, int, int]]]:

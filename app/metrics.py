@@ -153,10 +153,10 @@ def _credit_metrics() -> list[Metric]:
 def _queue_metrics() -> list[Metric]:
     from rq import Queue, Worker
 
-    from app.queue import GENERATION_QUEUE, MAINTENANCE_QUEUE, get_redis
+    from app.queue import QUEUES, get_redis
 
     conn = get_redis()
-    names = {GENERATION_QUEUE, MAINTENANCE_QUEUE} | {q.name for q in Queue.all(connection=conn)}
+    names = set(QUEUES) | {q.name for q in Queue.all(connection=conn)}
     depth = GaugeMetricFamily(
         "pictor_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"]
     )

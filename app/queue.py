@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 GENERATION_QUEUE = "generations"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUES = (GENERATION_QUEUE, MAINTENANCE_QUEUE)
+# Held by the one process that enqueues the periodic jobs (jobs/worker.py; flask doctor reads it).
+CRON_LEADER_KEY = "pictor:cron:leader"
 UNAVAILABLE = "The job queue is unavailable, try again shortly"
 
 # Runs redis-server and stops it when our end of stdin closes, i.e. when this process exits,

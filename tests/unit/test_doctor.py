@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text, update
 from app import create_app
 from app.extensions import db
 from app.models import User
+from jobs.worker import Cron
 from tests import factories
 from tests.conftest import PG_ADMIN_URL, _wipe, make_config
 
@@ -94,7 +95,7 @@ def doctor_app(url: str, tmp_path: Path, **overrides) -> Iterator[Flask]:
 
 def run_doctor(app: Flask) -> tuple[int, dict[str, tuple[str, str]]]:
     result = app.test_cli_runner().invoke(args=["doctor"])
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()
     parsed = {}
     for line in lines:
         status, name, detail = line.split(None, 2)
@@ -189,12 +190,20 @@ def test_redis_mode_warns_without_workers_and_scheduler_then_sees_them(
         try:
             assert scheduler.acquire_locks() == {"generations", "maintenance"}
             code, checks = run_doctor(app)
+            assert checks["scheduler"] == ("WARN", checks["scheduler"][1])
+            assert checks["scheduler"][1].startswith("no process leads the periodic jobs")
+
+            Cron(conn, app.config).tick()  # what a running worker does every second
+            code, checks = run_doctor(app)
         finally:
             scheduler.release_locks()
             worker.register_death()
     assert code == 0
     assert checks["workers"] == ("OK", f"1 alive on {worker.hostname}")
-    assert checks["scheduler"] == ("OK", "running for generations, maintenance")
+    assert checks["scheduler"] == (
+        "OK",
+        "running for generations, maintenance; periodic jobs led",
+    )
 
 
 def _free_port() -> int:
