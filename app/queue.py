@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import shutil
-import subprocess
+import subprocess  # nosec B404  # only to run redis-server, see _start_server
 import tempfile
 import threading
 import time
@@ -125,7 +125,7 @@ class QueueRuntime:
         args = ["--port", "0", "--unixsocket", str(self._socket), "--unixsocketperm", "700"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
         args += ["--loglevel", "warning", "--logfile", str(directory / "redis.log")]
-        self._supervisor = subprocess.Popen(  # noqa: S603  (fixed program, our own arguments)
+        self._supervisor = subprocess.Popen(  # noqa: S603  # nosec B603  # fixed program, our arguments
             ["/bin/sh", "-c", _SUPERVISOR, "pictor-redis", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

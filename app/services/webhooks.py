@@ -227,7 +227,7 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None]:
     if request_id:  # the id of the API request that created the generation
         headers["X-Request-Id"] = request_id
     try:
-        response = requests.post(
+        response = requests.post(  # nosec B113  # timeout= is below, from the config
             attempt.url,
             data=body,
             headers=headers,
