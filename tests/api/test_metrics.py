@@ -170,3 +170,17 @@ def test_with_a_token_configured_the_right_bearer_token_gets_the_metrics(client)
 
 def test_without_a_token_configured_metrics_are_open(client):
     assert client.get("/metrics").status_code == 200
+
+
+def test_a_finished_generation_shows_in_status_latency_and_credits(client, api):
+    response = api.post(
+        "/api/v1/generations", json={"prompt": "a kite"}, headers={"Prefer": "wait=30"}
+    )
+    assert response.status_code == 201
+    model = response.get_json()["data"]["model"]
+
+    samples = scrape(client)
+    assert samples[("pictor_generations", (("status", "success"),))] == 1
+    count = ("pictor_provider_latency_seconds_count", (("model", model),))
+    assert samples[count] == 1
+    assert samples[("pictor_credits_spent_total", ())] == 1
