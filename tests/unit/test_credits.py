@@ -113,11 +113,12 @@ def test_concurrent_debits_never_overdraw(app, backend):
     db.session.commit()
     accepted: list[str] = []
     lock = threading.Lock()
+    user_id = user.id  # read once: `user` belongs to this thread's session (expired by commit)
 
     def attempt(i: int) -> None:
         with app.app_context():
             try:
-                credits.debit(user.id, 1, generation_id=f"c-{i}")
+                credits.debit(user_id, 1, generation_id=f"c-{i}")
                 db.session.commit()
             except InsufficientCredits:
                 db.session.rollback()
