@@ -34,6 +34,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # CSRF is enforced by app.security for everything but API-key and signed requests.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
 
+    from app import metrics, observability
+
+    # First, so every later hook and log line already has the request id.
+    observability.init_app(app)
+    metrics.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)

@@ -122,9 +122,22 @@ def worker(burst: bool) -> None:
     run_worker(current_app._get_current_object(), runtime.new_connection(), burst=burst)
 
 
+@click.command("doctor")
+def doctor() -> None:
+    """Check this deployment; one line per check, exit status 1 when any check FAILs."""
+    from app.doctor import FAIL, run_checks
+
+    results = run_checks()
+    for result in results:
+        click.echo(result.line())
+    if any(result.status == FAIL for result in results):
+        raise SystemExit(1)
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(apikey_cli)
     app.cli.add_command(credits_cli)
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
+    app.cli.add_command(doctor)

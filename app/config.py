@@ -35,6 +35,35 @@ def _secret_key(env: dict[str, str], instance: Path, production: bool) -> str:
     return path.read_text().strip()
 
 
+def _log_format(env: dict[str, str], production: bool) -> str:
+    wanted = (env.get("PICTOR_LOG_FORMAT") or ("json" if production else "text")).lower()
+    if wanted not in ("json", "text"):
+        raise RuntimeError("PICTOR_LOG_FORMAT must be json or text")
+    return wanted
+
+
+def _log_level(env: dict[str, str]) -> str:
+    return (env.get("PICTOR_LOG_LEVEL") or "INFO").upper()
+
+
+def server_settings(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What gunicorn.conf.py needs: the web server's shape, read from the environment."""
+    env = dict(os.environ if env is None else env)
+    production = env.get("PICTOR_ENV", "development") == "production"
+    return {
+        "bind": f"{env.get('HOST') or '127.0.0.1'}:{_int(env, 'PORT', 8000)}",
+        "workers": _int(env, "WEB_CONCURRENCY", min(os.cpu_count() or 1, 4)),
+        "threads": _int(env, "GUNICORN_THREADS", 8),
+        "timeout": _int(env, "GUNICORN_TIMEOUT", 90),
+        "graceful_timeout": _int(env, "GUNICORN_GRACEFUL_TIMEOUT", 75),
+        "keepalive": _int(env, "GUNICORN_KEEPALIVE", 5),
+        "log_format": _log_format(env, production),
+        "log_level": _log_level(env).lower(),
+        "prometheus_multiproc_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "control_socket": env.get("GUNICORN_CONTROL_SOCKET") or None,
+    }
+
+
 def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the configuration mapping from the environment (or a given dict)."""
     env = dict(os.environ if env is None else env)
@@ -101,6 +130,9 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         # werkzeug's scrypt default; tests use a fast method so hashing doesn't dominate the suite.
         "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD") or "scrypt",
+        "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "LOG_FORMAT": _log_format(env, production),
+        "LOG_LEVEL": _log_level(env),
         "JOB_TIMEOUT_SECONDS": _int(env, "JOB_TIMEOUT_SECONDS", 180),
         # Queue (app/queue.py, jobs/worker.py). Without REDIS_URL: "auto" runs a private
         # redis-server when the binary exists, else an in-process fake Redis.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import shutil
-import subprocess
+import subprocess  # nosec B404  # only to run redis-server, see _start_server
 import tempfile
 import threading
 import time
@@ -35,12 +35,15 @@ from rq import Queue
 from rq.job import Job
 
 from app.errors import ServiceUnavailable
+from app.observability import current_request_id
 
 log = logging.getLogger(__name__)
 
 GENERATION_QUEUE = "generations"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUES = (GENERATION_QUEUE, MAINTENANCE_QUEUE)
+# Held by the one process that enqueues the periodic jobs (jobs/worker.py; flask doctor reads it).
+CRON_LEADER_KEY = "pictor:cron:leader"
 UNAVAILABLE = "The job queue is unavailable, try again shortly"
 
 # Runs redis-server and stops it when our end of stdin closes, i.e. when this process exits,
@@ -122,7 +125,7 @@ class QueueRuntime:
         args = ["--port", "0", "--unixsocket", str(self._socket), "--unixsocketperm", "700"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
         args += ["--loglevel", "warning", "--logfile", str(directory / "redis.log")]
-        self._supervisor = subprocess.Popen(  # noqa: S603  (fixed program, our own arguments)
+        self._supervisor = subprocess.Popen(  # noqa: S603  # nosec B603  # fixed program, our arguments
             ["/bin/sh", "-c", _SUPERVISOR, "pictor-redis", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -241,6 +244,9 @@ def enqueue(
     `options` are RQ's (job_id, job_timeout, retry, on_failure, …). ServiceUnavailable (503)
     when Redis cannot be reached.
     """
+    request_id = current_request_id()
+    if request_id:  # the job (and what it enqueues) logs under the request that caused it
+        options["meta"] = {"request_id": request_id, **options.get("meta", {})}
     rt = runtime()
     try:
         queue = Queue(queue_name, connection=rt.redis())

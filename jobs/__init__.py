@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Flask, current_app, has_app_context
-from flask.ctx import AppContext
+from rq import get_current_job
+from rq.job import Job
+
+from app.observability import bind_request_id
 
 _process_app: Flask | None = None
 
 
-def app_context() -> AppContext:
+@contextmanager
+def app_context(job: Job | None = None) -> Iterator[None]:
     """A fresh app context for one job: its own database session, torn down after the job.
 
     Inside `flask worker` (and its forked work-horses) and the embedded worker thread, the
-    running app is reused; a bare `rq worker` process builds one app, once.
+    running app is reused; a bare `rq worker` process builds one app, once. The job (the one
+    running, or `job` for RQ's callbacks) logs under the request id of the request that
+    enqueued it, which app.queue.enqueue keeps in the job's meta.
     """
     global _process_app
     if has_app_context():
@@ -23,4 +32,7 @@ def app_context() -> AppContext:
 
             _process_app = create_app()
         app = _process_app
-    return app.app_context()
+    job = job or get_current_job()
+    request_id = job.meta.get("request_id") if job is not None else None
+    with app.app_context(), bind_request_id(request_id):
+        yield

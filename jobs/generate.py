@@ -30,7 +30,7 @@ def on_failure(
     from app.services import generations
 
     generation_id = job.args[0]
-    with app_context():
+    with app_context(job):
         if issubclass(exc_type, AbandonedJobError):
             generations.fail(generation_id, "WORKER_LOST", generations.WORKER_LOST_MESSAGE)
         elif issubclass(exc_type, JobTimeoutException):

@@ -21,13 +21,12 @@ from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.queue import MAINTENANCE_QUEUE, QUEUES
+from app.queue import CRON_LEADER_KEY, MAINTENANCE_QUEUE, QUEUES
 from jobs import app_context, generate, maintenance
 
 log = logging.getLogger(__name__)
 
 CRON_TICK_SECONDS = 1.0
-_LEADER_KEY = "pictor:cron:leader"
 _LEADER_TTL = 15
 # Take or keep the leader lease: one process enqueues the periodic jobs, whatever runs.
 _LEAD_SCRIPT = """
@@ -55,7 +54,7 @@ class Cron:
     def tick(self) -> int:
         """Enqueue the periodic jobs that are due, if this process leads. Returns how many."""
         try:
-            if not self._lead(keys=[_LEADER_KEY], args=[self.name, _LEADER_TTL]):
+            if not self._lead(keys=[CRON_LEADER_KEY], args=[self.name, _LEADER_TTL]):
                 return 0
             return len(self.scheduler.enqueue_jobs())
         except RedisError as exc:
@@ -69,7 +68,7 @@ def horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         return
     from app.services import generations
 
-    with app_context():
+    with app_context(job):
         generations.fail(job.args[0], "WORKER_LOST", generations.WORKER_LOST_MESSAGE)
 
 

@@ -170,7 +170,8 @@ class GeminiProvider:
 
     def _backoff(self, attempt: int) -> float:
         delay = self._base_delay * 2 ** (attempt - 1)
-        return min(_MAX_BACKOFF_S, delay + random.uniform(0, self._base_delay))
+        jitter = random.uniform(0, self._base_delay)  # nosec B311  # retry jitter, not a secret
+        return min(_MAX_BACKOFF_S, delay + jitter)
 
 
 def _translate(exc: Exception) -> ProviderError | None:

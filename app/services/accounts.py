@@ -57,7 +57,7 @@ def create_user(
         raise Invalid(
             f"Password must be at least {min_password} characters",
             code="WEAK_PASSWORD",
-            details={"password": "too short"},
+            details={"password": "too short"},  # nosec B105  # a message, not a password
         )
     if tier not in TIERS:
         raise Invalid(f"tier must be one of {', '.join(TIERS)}")

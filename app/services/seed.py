@@ -13,7 +13,7 @@ from app.services import accounts, generations, projects
 log = logging.getLogger(__name__)
 
 DEMO_EMAIL = "demo@example.com"
-DEMO_PASSWORD = "demo"  # noqa: S105  (documented demo credentials, development only)
+DEMO_PASSWORD = "demo"  # noqa: S105  # nosec B105  # documented demo credentials, dev only
 DEMO_PROMPTS = (
     {"prompt": "A lighthouse on a cliff at dusk, warm light", "aspectRatio": "16:9", "seed": 1},
     {"prompt": "A red fox curled up in fresh snow", "aspectRatio": "1:1", "seed": 2},

@@ -32,6 +32,7 @@ from sqlalchemy import or_, select, update
 from app.errors import Invalid, ServiceUnavailable
 from app.extensions import db
 from app.models import Generation, Image, Project, WebhookDelivery, utcnow
+from app.observability import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,11 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None]:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(attempt.secret, attempt.id, timestamp, body),
     }
+    request_id = current_request_id()
+    if request_id:  # the id of the API request that created the generation
+        headers["X-Request-Id"] = request_id
     try:
-        response = requests.post(
+        response = requests.post(  # nosec B113  # timeout= is below, from the config
             attempt.url,
             data=body,
             headers=headers,

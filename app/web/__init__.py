@@ -8,3 +8,7 @@ def register_web(app: Flask) -> None:
 
     for module in (auth, projects, keys, billing, admin, ops, media, live):
         app.register_blueprint(module.bp)
+
+    from app.web import metrics
+
+    app.register_blueprint(metrics.bp)

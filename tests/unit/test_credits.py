@@ -114,6 +114,7 @@ def test_concurrent_debits_never_overdraw(app, backend):
     user_id = user.id  # threads must not touch the test's session (or its objects)
     accepted: list[str] = []
     lock = threading.Lock()
+    user_id = user.id  # read once: `user` belongs to this thread's session (expired by commit)
 
     def attempt(i: int) -> None:
         with app.app_context():
