@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from app import (
         models,  # noqa: F401  (register every table on the metadata)
+        ratelimit,
         security,
         storage,
     )
@@ -51,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.web import register_web
 
     storage.init_app(app)
+    ratelimit.init_app(app)
     security.init_app(app)
     app.register_blueprint(api_bp)
     register_web(app)

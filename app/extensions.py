@@ -1,6 +1,8 @@
 """Extension objects, created unbound here and initialised in create_app."""
 
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -26,3 +28,12 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = HTMX()
+# Flask-Limiter owns the counter storage (RATELIMIT_STORAGE_URI: Redis or memory://) and the
+# strategy; app/ratelimit.py applies Pictor's two budgets. Flask-Limiter would also read
+# RATELIMIT_DEFAULT as a limit on every route of the app, so that automatic limit is exempted.
+limiter = Limiter(
+    key_func=get_remote_address,
+    headers_enabled=False,
+    strategy="fixed-window",
+    default_limits_exempt_when=lambda: True,
+)
