@@ -126,3 +126,18 @@ def make_flow(project: Project, meta: dict | None = None):
     from app.services import flows
 
     return flows.create_flow(project.id, meta)
+
+
+def upload_image(api: ApiClient, data: bytes | None, filename: str = "photo.png", **fields: Any):
+    """POST /api/v1/images/upload as multipart, the way an API client sends a file."""
+    import io
+
+    form: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
+    if data is not None:
+        form["file"] = (io.BytesIO(data), filename)
+    return api.client.post(
+        "/api/v1/images/upload",
+        data=form,
+        headers={"X-API-Key": api.key},
+        content_type="multipart/form-data",
+    )
