@@ -38,7 +38,7 @@ def sign_live_url():
     prompt = request.args.get("prompt", "")
     ratio = request.args.get("aspectRatio", "")
     live.clean_request(project, prompt, ratio)
-    exp = request.args.get("exp")
+    exp = request.args.get("exp") or None
     if exp is not None and not exp.isdigit():
         raise Invalid("exp must be unix seconds", details={"exp": "must be an integer"})
     params = {"prompt": prompt}

@@ -41,7 +41,7 @@ def live_image(project_id: str):
         prompt=args.get("prompt", ""),
         aspect_ratio=args.get("aspectRatio", ""),
         sig=args.get("sig"),
-        exp=args.get("exp"),
+        exp=args.get("exp") or None,
     )
     live.check_origin(project, request.headers.get("Origin"), request.headers.get("Referer"))
     prompt, ratio = live.clean_request(project, args.get("prompt"), args.get("aspectRatio"))
