@@ -86,7 +86,8 @@ def test_schemathesis_finds_no_failures(app, backend, tmp_path, wsgi_probes):
     config = SchemathesisConfig.from_dict(
         {
             "seed": 20261123,
-            "generation": {"max-examples": MAX_EXAMPLES},
+            "cache": {"enabled": False},
+            "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
             "phases": {
                 "examples": {"enabled": False},
                 "coverage": {"enabled": False},
