@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,9 +47,9 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def netns_unavailable() -> str | None:
     """Why namespaces cannot be used here, or None when they can."""
-    if not Path("/usr/bin/ip").exists() and not Path("/sbin/ip").exists():
+    if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
-    if not Path("/usr/bin/redis-server").exists():
+    if shutil.which("redis-server") is None:
         return "redis-server is not installed"
     probe = f"pictor-probe-{os.getpid()}"
     added = run("ip", "netns", "add", probe, check=False)
