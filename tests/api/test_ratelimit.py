@@ -150,11 +150,16 @@ def test_the_limit_is_shared_by_two_gunicorn_workers(app, user, project, redis_u
         "RATELIMIT_DEFAULT": "10/minute",
         "PYTHONPATH": str(ROOT),
     }
+    # Plain sync workers and the text access log, not the project's gunicorn.conf.py: the test
+    # holds one worker on a half-sent request and reads worker pids from the access log.
+    bare_config = tmp_path / "gunicorn.conf.py"
+    bare_config.write_text("")
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gunicorn",
+            f"--config={bare_config}",
             "--workers=2",
             f"--bind=127.0.0.1:{port}",
             f"--access-logfile={log}",
