@@ -53,9 +53,9 @@ def test_pool_recovers_and_in_flight_generation_ends_after_a_database_restart(
     api, user, private_postgres, workers
 ):
     assert api.get("/api/v1/project").status_code == 200
-    generation_id = api.post("/api/v1/generations", json={"prompt": "bounced"}).get_json()[
-        "data"
-    ]["id"]
+    generation_id = api.post("/api/v1/generations", json={"prompt": "bounced"}).get_json()["data"][
+        "id"
+    ]
     workers.start(
         LOCAL_PROVIDER_DELAY_MS="3000", SWEEP_INTERVAL_SECONDS="5", WORKER_LOST_AFTER_SECONDS="5"
     )
