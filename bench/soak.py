@@ -303,7 +303,7 @@ def chaos(stack: Stack, seconds: float, stop: threading.Event, events: list[str]
             _kill(pid)
         victim.wait(timeout=10)
         events.append(
-            f"{time.monotonic() - started:6.0f}s  SIGKILL rq worker pid {victim.pid} and its work-horse"
+            f"{time.monotonic() - started:6.0f}s  SIGKILL rq worker pid {victim.pid} + work-horse"
         )
     if at(0.5):
         stack.redis.stop()
