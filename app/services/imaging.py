@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,11 @@ def decode(data: bytes, *, max_bytes: int | None = None) -> PILImage.Image:
         SyntaxError,
         ValueError,
         EOFError,
+        # Malformed files PIL's parsers trip over (e.g. a PNG without IDAT: IndexError in verify).
+        IndexError,
+        KeyError,
+        TypeError,
+        struct.error,
     ) as exc:
         raise UnsupportedMedia(
             "Unsupported or damaged image: PNG, JPEG or WebP expected",
