@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import load_config
-from app.extensions import csrf, db, htmx, login_manager, migrate
+from app.extensions import csrf, db, htmx, login_manager, migrate, oauth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    oauth.init_app(app)
 
     from app import (
         models,  # noqa: F401  (register every table on the metadata)
@@ -49,11 +50,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.api.errors import register_error_handlers
     from app.cli import register_cli
     from app.web import register_web
+    from app.web.auth import register_google
 
     storage.init_app(app)
     security.init_app(app)
     app.register_blueprint(api_bp)
     register_web(app)
+    register_google(app)
     register_error_handlers(app)
     register_cli(app)
 

@@ -76,7 +76,27 @@ def seed_demo() -> None:
     )
 
 
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Quit once the queues are empty.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker with the app context, RQ's scheduler and the periodic jobs."""
+    from flask import current_app
+
+    from app import queue
+    from jobs.worker import run_worker
+
+    runtime = queue.runtime()
+    if runtime.embedded:
+        raise click.ClickException(
+            "REDIS_URL is not set: the web process runs the embedded worker itself. "
+            "Set REDIS_URL to run separate workers."
+        )
+    click.echo(f"Pictor worker: {runtime.describe()}")
+    run_worker(current_app._get_current_object(), runtime.new_connection(), burst=burst)
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(apikey_cli)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(worker)

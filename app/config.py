@@ -100,6 +100,15 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "WEBHOOK_ALLOW_PRIVATE": _bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "JOB_TIMEOUT_SECONDS": _int(env, "JOB_TIMEOUT_SECONDS", 180),
+        # Queue (app/queue.py, jobs/worker.py). Without REDIS_URL: "auto" runs a private
+        # redis-server when the binary exists, else an in-process fake Redis.
+        "EMBEDDED_QUEUE": env.get("EMBEDDED_QUEUE", "auto"),
+        "EMBEDDED_WORKER": _bool(env.get("EMBEDDED_WORKER"), True),
+        "SWEEP_INTERVAL_SECONDS": _int(env, "SWEEP_INTERVAL_SECONDS", 30),
+        "WORKER_MONITOR_SECONDS": _int(env, "WORKER_MONITOR_SECONDS", 5),
+        "WORKER_LOST_AFTER_SECONDS": _int(env, "WORKER_LOST_AFTER_SECONDS", 30),
+        "WEBHOOK_TIMEOUT_SECONDS": float(env.get("WEBHOOK_TIMEOUT_SECONDS") or 10),
+        "WEBHOOK_RETRY_BASE_SECONDS": float(env.get("WEBHOOK_RETRY_BASE_SECONDS") or 10),
         # Flask and extensions
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -1,5 +1,6 @@
 """Extension objects, created unbound here and initialised in create_app."""
 
+from authlib.integrations.flask_client import OAuth
 from flask_htmx import HTMX
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -26,3 +27,4 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = HTMX()
+oauth = OAuth()

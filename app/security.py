@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
-from flask_login import current_user
+from flask import Flask, Response, flash, request
+from flask_login import current_user, login_url
 
-from app.extensions import csrf, login_manager
+from app.extensions import csrf, htmx, login_manager
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Endpoints authenticated by a signature or a bearer secret instead of a session cookie.
@@ -38,6 +38,16 @@ def init_app(app: Flask) -> None:
         from app.services.accounts import load_session_user
 
         return load_session_user(identity)
+
+    @login_manager.unauthorized_handler
+    def sign_in_first() -> Response:
+        """To the sign-in page and back. An htmx request gets HX-Redirect, so the whole page
+        goes there (not the sign-in form swapped into a fragment) and returns to that page."""
+        from app.web.rendering import redirect_to
+
+        flash(login_manager.login_message, login_manager.login_message_category)
+        here = (request.headers.get("HX-Current-URL") if htmx else None) or request.url
+        return redirect_to(login_url(login_manager.login_view, next_url=here))
 
     @app.before_request
     def enforce_csrf() -> None:

@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from app import create_app
+from app import create_app, queue
 from app.extensions import db
 from tests import factories
 
@@ -141,6 +141,7 @@ def app(backend: str, database_urls: dict[str, str], tmp_path: Path, app_config:
     application.test_client_class = FreshContextClient
     with application.app_context():
         yield application
+        queue.stop(application)  # the embedded worker thread and server, if they started
         db.session.remove()
         db.engine.dispose()
     _wipe(url)

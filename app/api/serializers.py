@@ -19,14 +19,16 @@ from app.models import (
 
 
 def external_url(endpoint: str, **values: Any) -> str:
-    """Absolute URL: PUBLIC_BASE_URL when set, else the request's host."""
+    """Absolute URL: PUBLIC_BASE_URL when set, else the request's host.
+
+    Outside a request (a worker building a webhook body) without PUBLIC_BASE_URL, the path.
+    """
     base = current_app.config.get("PUBLIC_BASE_URL")
-    path = url_for(endpoint, **values)
-    if base:
-        return base + path
     if has_request_context():
-        return request.host_url.rstrip("/") + path
-    return path
+        path = url_for(endpoint, **values)
+        return (base or request.host_url.rstrip("/")) + path
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return (base or "") + path
 
 
 def image(img: Image) -> dict[str, Any]:

@@ -138,6 +138,13 @@ def sign_in_with_google(sub: str, email: str, email_verified: bool, name: str | 
                     "This Google account's email is not verified; sign in with your password",
                     code="EMAIL_NOT_VERIFIED",
                 )
+            if existing.google_sub is not None:
+                # A reassigned address (a new Google account with the old email) must not
+                # take over the account the previous Google identity is linked to.
+                raise Unauthorized(
+                    "This email is linked to a different Google account",
+                    code="GOOGLE_ACCOUNT_MISMATCH",
+                )
             existing.google_sub = sub
             existing.name = existing.name or name
             db.session.commit()

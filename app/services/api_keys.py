@@ -101,6 +101,15 @@ def list_keys(user: User) -> list[ApiKey]:
     )
 
 
+def key_status(key: ApiKey) -> str:
+    """`active`, `revoked` or `expired`, as the keys page shows it."""
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        return "expired"
+    return "active"
+
+
 def get_key(user: User, key_id: str) -> ApiKey:
     key = db.session.get(ApiKey, key_id) if is_uuid(key_id) else None
     if key is None or key.user_id != user.id:

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from app.errors import Invalid, not_found
 from app.extensions import db
-from app.models import Project, is_uuid, utcnow
+from app.models import Generation, Image, Project, is_uuid, utcnow
 from app.providers.base import ASPECT_RATIOS
 
 if TYPE_CHECKING:
     from app.models import User
 
 MAX_NAME = 120
+# The project cards' cover mosaic has three cells.
+PREVIEW_THUMBNAILS = 3
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    """A project with what its card shows: counts and its latest thumbnails."""
+
+    project: Project
+    image_count: int
+    generation_count: int
+    thumbnail_ids: list[str]
 
 
 def new_live_secret() -> str:
@@ -60,6 +73,59 @@ def list_projects(owner: User) -> list[Project]:
             select(Project).where(Project.owner_id == owner.id).order_by(Project.created_at)
         )
     )
+
+
+def summaries(owner: User) -> list[ProjectSummary]:
+    """Every project of `owner`, summarised for the projects page."""
+    return summarise(list_projects(owner))
+
+
+def summarise(owned: list[Project], thumbnails: int = PREVIEW_THUMBNAILS) -> list[ProjectSummary]:
+    """These projects with their live image and generation counts and the ids of their latest
+    `thumbnails` non-deleted images that have a thumbnail (three queries in all)."""
+    ids = [p.id for p in owned]
+    if not ids:
+        return []
+    image_counts = _counts(Image, ids)
+    generation_counts = _counts(Generation, ids)
+    ranked = (
+        select(
+            Image.project_id,
+            Image.id,
+            func.row_number()
+            .over(partition_by=Image.project_id, order_by=(Image.created_at.desc(), Image.id))
+            .label("position"),
+        )
+        .where(
+            Image.project_id.in_(ids), Image.deleted_at.is_(None), Image.thumbnail_key.is_not(None)
+        )
+        .subquery()
+    )
+    latest: dict[str, list[str]] = {}
+    for project_id, image_id in db.session.execute(
+        select(ranked.c.project_id, ranked.c.id)
+        .where(ranked.c.position <= thumbnails)
+        .order_by(ranked.c.project_id, ranked.c.position)
+    ):
+        latest.setdefault(project_id, []).append(image_id)
+    return [
+        ProjectSummary(
+            project=p,
+            image_count=image_counts.get(p.id, 0),
+            generation_count=generation_counts.get(p.id, 0),
+            thumbnail_ids=latest.get(p.id, []),
+        )
+        for p in owned
+    ]
+
+
+def _counts(model: type[Image] | type[Generation], project_ids: list[str]) -> dict[str, int]:
+    rows = db.session.execute(
+        select(model.project_id, func.count())
+        .where(model.project_id.in_(project_ids), model.deleted_at.is_(None))
+        .group_by(model.project_id)
+    )
+    return {project_id: int(count) for project_id, count in rows}
 
 
 def count_projects(owner: User) -> int:

@@ -1,17 +1,75 @@
-"""API keys page: create (plaintext shown once), list, revoke."""
+"""API keys page: create (the plaintext shown once), list, revoke. Works without scripts."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+
+from flask import Blueprint, flash, request, session, url_for
 from flask_login import current_user, login_required
 
-from app.services import api_keys
-from app.web.rendering import render_page
+from app.errors import Invalid
+from app.services import api_keys, projects
+from app.web.forms import ApiKeyForm
+from app.web.rendering import is_fragment_request, redirect_to, render_page
 
 bp = Blueprint("keys", __name__)
+
+# The plaintext of a key just created, carried across the POST-redirect-GET and dropped from
+# the session by the GET that shows it.
+NEW_KEY = "new_api_key"
+
+
+def _form(formdata: bool = True) -> ApiKeyForm:
+    form = ApiKeyForm() if formdata else ApiKeyForm(formdata=None)
+    form.project.choices = [(p.id, p.name) for p in projects.list_projects(current_user)]
+    return form
+
+
+def _page(form: ApiKeyForm, status: int = 200):  # noqa: ANN202
+    keys = api_keys.list_keys(current_user)
+    return render_page(
+        "keys/index.html",
+        form=form,
+        rows=[(key, api_keys.key_status(key)) for key in keys],
+        created=session.pop(NEW_KEY, None),
+        status=status,
+    )
 
 
 @bp.get("/keys")
 @login_required
 def index():
-    return render_page("keys/index.html", keys=api_keys.list_keys(current_user))
+    form = _form(formdata=False)
+    wanted = request.args.get("project")
+    if wanted in {value for value, _ in form.project.choices}:
+        form.project.data = wanted
+    return _page(form)
+
+
+@bp.post("/keys")
+@login_required
+def create():
+    form = _form()
+    if form.validate_on_submit():
+        project = projects.get_project(current_user, form.project.data)
+        try:
+            created = api_keys.create_key(current_user, project, form.name.data)
+        except Invalid as exc:
+            form.name.errors.append(exc.message)
+        else:
+            session[NEW_KEY] = {"name": created.key.name, "plaintext": created.plaintext}
+            return redirect_to(url_for("keys.index"))
+    return _page(form, status=422)
+
+
+@bp.post("/keys/<key_id>/revoke")
+@login_required
+def revoke(key_id: str):
+    key = api_keys.revoke_key(current_user, key_id)
+    message = f"Revoked “{key.name}”. Requests with it are refused from now on."
+    if not is_fragment_request():
+        flash(message, "success")
+        return redirect_to(url_for("keys.index"))
+    response = render_page("keys/_row.html", key=key, status_name=api_keys.key_status(key))
+    response.headers["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": "success"}})
+    return response

@@ -1,17 +1,71 @@
-from flask import Blueprint
+"""Public capability URLs for image bytes (API.md §6): /i/<id>.<ext> and /i/<id>/thumb.webp.
+
+No credentials: the unguessable id is the capability. Bytes are streamed from storage with
+their content type, `nosniff`, the sha256 as ETag (If-None-Match → 304) and a year of immutable
+caching. A soft-deleted or unknown image — or the wrong extension — is a plain-text 404.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, request
+
+from app.extensions import db
+from app.models import Image, is_uuid
+from app.storage import get_storage
 
 bp = Blueprint("media", __name__)
+
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+
+
+def _missing() -> Response:
+    response = Response("Not found\n", status=404, mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _live_image(image_id: str) -> Image | None:
+    image = db.session.get(Image, image_id) if is_uuid(image_id) else None
+    return image if image is not None and image.deleted_at is None else None
+
+
+def _send(key: str, mime_type: str, etag: str, size: int | None) -> Response:
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        chunks = get_storage().open_chunks(key)
+        try:
+            first = next(chunks, b"")
+        except FileNotFoundError:
+            return _missing()
+        response = Response(_stream(first, chunks), mimetype=mime_type, direct_passthrough=True)
+        if size is not None:
+            response.content_length = size
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = CACHE_FOREVER
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _stream(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from itertools.chain([first], rest)
 
 
 @bp.get("/i/<image_id>.<ext>")
 def image_file(image_id: str, ext: str):
-    from flask import abort
-
-    abort(404)
+    image = _live_image(image_id)
+    if image is None or ext != image.extension:
+        return _missing()
+    return _send(image.storage_key, image.mime_type, image.sha256, image.file_size)
 
 
 @bp.get("/i/<image_id>/thumb.webp")
 def image_thumbnail(image_id: str):
-    from flask import abort
-
-    abort(404)
+    image = _live_image(image_id)
+    if image is None or not image.thumbnail_key:
+        return _missing()
+    return _send(image.thumbnail_key, "image/webp", f"{image.sha256}-thumb", None)
