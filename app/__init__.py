@@ -43,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from app import (
         models,  # noqa: F401  (register every table on the metadata)
+        ratelimit,
         security,
         storage,
     )
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.web.auth import register_google
 
     storage.init_app(app)
+    ratelimit.init_app(app)
     security.init_app(app)
     app.register_blueprint(api_bp)
     register_web(app)

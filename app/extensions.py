@@ -2,6 +2,8 @@
 
 from authlib.integrations.flask_client import OAuth
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -28,3 +30,12 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = HTMX()
 oauth = OAuth()
+# Flask-Limiter owns the counter storage (RATELIMIT_STORAGE_URI: Redis or memory://) and the
+# strategy; app/ratelimit.py applies Pictor's two budgets. Flask-Limiter would also read
+# RATELIMIT_DEFAULT as a limit on every route of the app, so that automatic limit is exempted.
+limiter = Limiter(
+    key_func=get_remote_address,
+    headers_enabled=False,
+    strategy="fixed-window",
+    default_limits_exempt_when=lambda: True,
+)

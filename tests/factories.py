@@ -87,3 +87,42 @@ class ApiClient:
         return self.client.patch(
             path, json=json, headers=self._headers(kwargs.pop("headers", None)), **kwargs
         )
+
+
+def png_bytes(width: int = 64, height: int = 48, color: str = "#3366cc") -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_image(
+    project: Project,
+    *,
+    source: str = "generated",
+    flow=None,  # noqa: ANN001
+    alias: str | None = None,
+    color: str = "#3366cc",
+    created_at=None,  # noqa: ANN001
+):
+    """An image stored through the real ingest path (bytes decoded, re-encoded, thumbnailed)."""
+    from app.extensions import db
+    from app.services import imaging
+
+    image = imaging.ingest(
+        project.id, png_bytes(color=color), source=source, flow_id=flow.id if flow else None
+    )
+    image.alias = alias
+    if created_at is not None:
+        image.created_at = created_at
+    db.session.commit()
+    return image
+
+
+def make_flow(project: Project, meta: dict | None = None):
+    from app.services import flows
+
+    return flows.create_flow(project.id, meta)

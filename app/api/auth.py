@@ -54,11 +54,19 @@ def authenticate_request() -> Principal:
     raise Unauthorized("Missing or invalid API key")
 
 
+def current_principal() -> Principal:
+    """The caller, authenticated once per request (the rate limiter asks before the views)."""
+    found = g.get("principal")
+    if found is None:
+        found = g.principal = authenticate_request()
+    return found
+
+
 @bp.before_request
 def require_principal() -> None:
     if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
         return
-    g.principal = authenticate_request()
+    current_principal()
 
 
 def principal() -> Principal:

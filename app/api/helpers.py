@@ -72,7 +72,9 @@ def page(
     total: int,
     limit: int,
     offset: int,
+    has_more: bool | None = None,
 ) -> Response:
+    """A list response; `has_more` when the caller knows it exactly (totals may be estimates)."""
     data = [serialize(item) for item in items]
     return jsonify(
         {
@@ -81,7 +83,7 @@ def page(
                 "total": total,
                 "limit": limit,
                 "offset": offset,
-                "hasMore": offset + len(data) < total,
+                "hasMore": offset + len(data) < total if has_more is None else has_more,
             },
         }
     )

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 
 from app.errors import Invalid, not_found
 from app.extensions import db
 from app.models import Flow, FlowAlias, Generation, Image, is_uuid, utcnow
 from app.services import aliases
+from app.services.listing import Page, fetch_page
+from app.storage import Storage, get_storage
 
 MAX_META_BYTES = 16 * 1024
+
+
+def validate_meta(meta: object, *, field: str = "meta") -> dict[str, Any]:
+    """Free JSON metadata: an object of at most 16 KB once encoded."""
+    if not isinstance(meta, dict):
+        raise Invalid(f"{field} must be a JSON object", details={field: "must be an object"})
+    size = len(json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_META_BYTES:
+        raise Invalid(
+            f"{field} must be at most 16 KB", details={field: f"at most {MAX_META_BYTES} bytes"}
+        )
+    return meta
 
 
 def create_flow(
     project_id: str, meta: dict[str, Any] | None = None, *, commit: bool = True
 ) -> Flow:
-    if meta is not None and not isinstance(meta, dict):
-        raise Invalid("meta must be a JSON object", details={"meta": "must be an object"})
-    flow = Flow(project_id=project_id, meta=meta or {})
+    flow = Flow(project_id=project_id, meta=validate_meta(meta) if meta is not None else {})
     db.session.add(flow)
     if commit:
         db.session.commit()
@@ -116,3 +134,137 @@ def delete_flow(flow: Flow) -> None:
     db.session.execute(delete(FlowAlias).where(FlowAlias.flow_id == flow.id))
     db.session.delete(flow)
     db.session.commit()
+
+
+def list_query(project_id: str) -> Select[Any]:
+    return (
+        select(Flow)
+        .where(Flow.project_id == project_id)
+        .order_by(Flow.created_at.desc(), Flow.id.desc())
+    )
+
+
+def list_flows(project_id: str, *, limit: int, offset: int) -> Page[Flow]:
+    return fetch_page(list_query(project_id), limit=limit, offset=offset)
+
+
+def alias_maps(flow_ids: list[str]) -> dict[str, dict[str, str]]:
+    """flow id → {alias: image id} for many flows in one query (alive images only)."""
+    maps: dict[str, dict[str, str]] = {fid: {} for fid in flow_ids}
+    if not flow_ids:
+        return maps
+    rows = db.session.execute(
+        select(FlowAlias.flow_id, FlowAlias.alias, FlowAlias.image_id)
+        .join(Image, Image.id == FlowAlias.image_id)
+        .where(FlowAlias.flow_id.in_(flow_ids), Image.deleted_at.is_(None))
+        .order_by(FlowAlias.alias)
+    )
+    for flow_id, alias, image_id in rows:
+        maps[flow_id][alias] = image_id
+    return maps
+
+
+@dataclass(frozen=True)
+class Summary:
+    generation_count: int
+    image_count: int
+    aliases: dict[str, str]
+
+
+def summaries(flow_list: list[Flow]) -> dict[str, Summary]:
+    """Counts and alias maps for a page of flows: three queries whatever the page size."""
+    ids = [flow.id for flow in flow_list]
+    numbers = counts(ids)
+    maps = alias_maps(ids)
+    return {fid: Summary(numbers[fid][0], numbers[fid][1], maps[fid]) for fid in ids}
+
+
+def images_query(flow: Flow) -> Select[Any]:
+    """The flow's images (generated and uploaded), oldest first."""
+    return (
+        select(Image)
+        .where(Image.flow_id == flow.id, Image.deleted_at.is_(None))
+        .order_by(Image.created_at.asc(), Image.id.asc())
+    )
+
+
+def flow_images(flow: Flow, *, limit: int, offset: int) -> Page[Image]:
+    return fetch_page(images_query(flow), limit=limit, offset=offset)
+
+
+def flow_generations(
+    flow: Flow, *, limit: int, offset: int
+) -> tuple[Page[Generation], dict[str, Image]]:
+    """The flow's generations, oldest first, and their output images (one query for all)."""
+    query = (
+        select(Generation)
+        .where(Generation.flow_id == flow.id, Generation.deleted_at.is_(None))
+        .order_by(Generation.created_at.asc(), Generation.id.asc())
+    )
+    found = fetch_page(query, limit=limit, offset=offset)
+    output_ids = [gen.output_image_id for gen in found.items if gen.output_image_id]
+    outputs = (
+        {
+            image.id: image
+            for image in db.session.scalars(
+                select(Image).where(Image.id.in_(output_ids), Image.deleted_at.is_(None))
+            )
+        }
+        if output_ids
+        else {}
+    )
+    return found, outputs
+
+
+def archive_name(index: int, image: Image, flow_aliases: dict[str, str]) -> str:
+    """`NNN-<alias or id>.<ext>`: the project alias, else a flow alias, else the id (no `@`)."""
+    label = image.alias or flow_aliases.get(image.id) or image.id
+    return f"{index:03d}-{label.removeprefix('@')}.{image.extension}"
+
+
+def archive(flow: Flow) -> Iterator[bytes]:
+    """A ZIP of the flow's images, produced piece by piece as it is sent (never whole in memory).
+
+    The rows are read now; the returned iterator only reads stored bytes, chunk by chunk.
+    """
+    by_image: dict[str, str] = {}
+    for alias, image_id in alias_map(flow.id).items():
+        by_image.setdefault(image_id, alias)
+    entries = [
+        (archive_name(index, image, by_image), image.storage_key, image.created_at)
+        for index, image in enumerate(db.session.scalars(images_query(flow)), start=1)
+    ]
+    return _zip_stream(entries, get_storage())
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream whose bytes are taken away as soon as they are written."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _zip_stream(entries: list[tuple[str, str, datetime]], storage: Storage) -> Iterator[bytes]:
+    sink = _Sink()
+    # Images are already compressed: store them as they are.
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive_file:
+        for name, key, created_at in entries:
+            info = zipfile.ZipInfo(name, date_time=created_at.timetuple()[:6])
+            with archive_file.open(info, mode="w") as member:
+                for chunk in storage.open_chunks(key):
+                    member.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()

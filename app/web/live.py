@@ -1,3 +1,55 @@
-from flask import Blueprint
+"""The public live URL: GET /live/<projectId>?prompt=…&aspectRatio=…[&exp=…]&sig=… (API.md §7).
+
+Raw image bytes, no credentials: the HMAC signature is the credential. Nothing is looked up in
+the cache, queued or charged before the signature, the expiry and the origin check pass.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from app import ratelimit
+from app.services import live
+from app.storage import get_storage
 
 bp = Blueprint("live", __name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def image_response(served: live.Served) -> Response:
+    """The image bytes with the cache headers of API.md §7 (used by both live routes)."""
+    image = served.image
+    response = Response(get_storage().get(image.storage_key), mimetype=image.mime_type)
+    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["ETag"] = f'"{image.sha256}"'
+    response.headers["X-Cache-Status"] = served.cache_status
+    response.headers["X-Image-Id"] = image.id
+    if served.cache_status == "HIT":
+        response.headers["X-Cache-Hit-Count"] = str(served.hit_count)
+    if served.generation_id:
+        response.headers["X-Generation-Id"] = served.generation_id
+    return response
+
+
+@bp.get("/live/<project_id>")
+def live_image(project_id: str):
+    args = request.args
+    project = live.public_project(project_id)
+    live.verify(
+        project,
+        prompt=args.get("prompt", ""),
+        aspect_ratio=args.get("aspectRatio", ""),
+        sig=args.get("sig"),
+        exp=args.get("exp"),
+    )
+    live.check_origin(project, request.headers.get("Origin"), request.headers.get("Referer"))
+    prompt, ratio = live.clean_request(project, args.get("prompt"), args.get("aspectRatio"))
+    served = live.serve(
+        project,
+        project.owner,
+        prompt=prompt,
+        aspect_ratio=ratio,
+        admit=lambda: ratelimit.consume(ratelimit.GENERATION_BUDGET, f"project:{project.id}"),
+    )
+    return image_response(served)

@@ -1,0 +1,415 @@
+"""Live generation (API.md §7): an image for a prompt in a URL, generated once and cached.
+
+Cache key: SHA-256 of the normalised prompt (trimmed, inner whitespace collapsed) and the aspect
+ratio, per project. A HIT answers the stored image (free); a MISS starts one generation, waits
+for it and stores the entry. Concurrent MISSes for one key start exactly one generation across
+every process: the decision "is a generation for this key running? if not, start one" is taken
+under a Redis lock (SET NX PX with a random token, released only by its holder), and the others
+wait on the generation it started. The database is the truth: a generation that outlived its
+first caller's wait is picked up by the next request instead of being started again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    RateLimited,
+    Timeout,
+)
+from app.extensions import db
+from app.models import (
+    ApiKey,
+    Generation,
+    Image,
+    LiveCacheEntry,
+    Project,
+    User,
+    is_uuid,
+    utcnow,
+)
+from app.providers.base import ASPECT_RATIOS
+from app.queue import get_redis
+
+MAX_PROMPT = 4000
+SECRET_OVERLAP = timedelta(hours=24)
+LOCK_TTL_MS = 30_000  # covers deciding and queueing; the wait itself happens outside the lock
+POLL_SECONDS = 0.05
+IN_FLIGHT = ("pending", "processing")
+
+
+@dataclass(frozen=True)
+class Served:
+    image: Image
+    cache_status: str  # "HIT" | "MISS"
+    hit_count: int
+    generation_id: str | None
+
+
+# --- request values -------------------------------------------------------------------------
+
+
+def normalise_prompt(prompt: str) -> str:
+    return " ".join(prompt.split())
+
+
+def cache_key(prompt: str, aspect_ratio: str) -> str:
+    return hashlib.sha256(f"{normalise_prompt(prompt)}\n{aspect_ratio}".encode()).hexdigest()
+
+
+def clean_request(
+    project: Project, prompt: str | None, aspect_ratio: str | None
+) -> tuple[str, str]:
+    """(normalised prompt, aspect ratio); the project's default ratio when none is given."""
+    text = normalise_prompt(prompt or "")
+    if not text:
+        raise Invalid("Prompt is required", code="PROMPT_REQUIRED", details={"prompt": "required"})
+    if len(text) > MAX_PROMPT:
+        raise Invalid(
+            f"Prompt must be at most {MAX_PROMPT} characters",
+            details={"prompt": f"at most {MAX_PROMPT} characters"},
+        )
+    ratio = aspect_ratio or project.default_aspect_ratio or "1:1"
+    if ratio not in ASPECT_RATIOS:
+        raise Invalid("Invalid aspect ratio", code="INVALID_ASPECT_RATIO")
+    return text, ratio
+
+
+# --- signed public URLs ---------------------------------------------------------------------
+
+
+def signature(secret: str, project_id: str, aspect_ratio: str, prompt: str, exp: str | None) -> str:
+    """base64url (no padding) HMAC-SHA256 of "{projectId}\\n{aspectRatio}\\n{prompt}[\\n{exp}]"."""
+    message = f"{project_id}\n{aspect_ratio}\n{prompt}"
+    if exp is not None:
+        message += f"\n{exp}"
+    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign(project: Project, prompt: str, aspect_ratio: str, exp: str | None = None) -> str:
+    return signature(project.live_secret, project.id, aspect_ratio, prompt, exp)
+
+
+def public_project(project_id: str) -> Project:
+    """The project a public live URL names; unknown ids get the same 403 as a bad signature."""
+    project = db.session.get(Project, project_id) if is_uuid(project_id) else None
+    if project is None:
+        raise _bad_signature()
+    return project
+
+
+def verify(
+    project: Project,
+    *,
+    prompt: str,
+    aspect_ratio: str,
+    sig: str | None,
+    exp: str | None,
+    now: datetime | None = None,
+) -> None:
+    """403 unless `sig` was made with the live secret (or the previous one, for 24 h after a
+    rotation) over exactly these values; 410 once a signed `exp` has passed."""
+    now = now or utcnow()
+    secrets_ = [project.live_secret]
+    rotated = project.live_secret_rotated_at
+    if project.live_secret_previous and rotated is not None and now - rotated < SECRET_OVERLAP:
+        secrets_.append(project.live_secret_previous)
+    given = (sig or "").encode()
+    matches = [
+        hmac.compare_digest(
+            signature(secret, project.id, aspect_ratio, prompt, exp).encode(), given
+        )
+        for secret in secrets_
+    ]
+    if not sig or not any(matches):
+        raise _bad_signature()
+    if exp is not None:
+        if not exp.isdigit():
+            raise _bad_signature()
+        if int(exp) <= now.timestamp():
+            raise Gone("This live URL has expired", code="LINK_EXPIRED")
+
+
+def _bad_signature() -> Forbidden:
+    return Forbidden("Invalid or missing signature", details={"sig": "invalid"})
+
+
+def check_origin(project: Project, origin: str | None, referer: str | None) -> None:
+    """When the project lists allowed origins, the Origin (else Referer) host must be one."""
+    allowed = project.live_allowed_origins or []
+    if not allowed:
+        return
+    netloc = _netloc(origin) or _netloc(referer)
+    hostname = netloc.rsplit(":", 1)[0] if netloc and not netloc.endswith("]") else netloc
+    if not netloc or (netloc not in allowed and hostname not in allowed):
+        raise Forbidden("This origin may not use the project's live URLs", code="FORBIDDEN")
+
+
+def _netloc(url: str | None) -> str | None:
+    if not url or url == "null" or "://" not in url:
+        return None
+    return url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1].lower() or None
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+def serve(
+    project: Project,
+    user: User,
+    *,
+    prompt: str,
+    aspect_ratio: str,
+    api_key: ApiKey | None = None,
+    admit: Callable[[], None] | None = None,
+) -> Served:
+    """The image for a (clean) prompt and ratio: the cache entry (HIT) or a generation (MISS).
+
+    `admit` is called right before a generation is started (the caller's rate limit); nothing
+    is queued or charged when it raises.
+    """
+    key = cache_key(prompt, aspect_ratio)
+    hit = _hit(project.id, key)
+    if hit is not None:
+        return hit
+    deadline = time.monotonic() + current_app.config["LIVE_WAIT_SECONDS"]
+    gen = _generation_for(project, user, key, prompt, aspect_ratio, api_key, admit, deadline)
+    if isinstance(gen, Served):
+        return gen
+    return _finish(project, key, prompt, aspect_ratio, gen, deadline)
+
+
+def _hit(project_id: str, key: str) -> Served | None:
+    found = db.session.execute(
+        select(LiveCacheEntry.id, Image)
+        .join(Image, Image.id == LiveCacheEntry.image_id)
+        .where(
+            LiveCacheEntry.project_id == project_id,
+            LiveCacheEntry.cache_key == key,
+            Image.deleted_at.is_(None),
+        )
+    ).first()
+    if found is None:
+        return None
+    entry_id, image = found
+    hits = db.session.execute(
+        update(LiveCacheEntry)
+        .where(LiveCacheEntry.id == entry_id)
+        .values(hit_count=LiveCacheEntry.hit_count + 1, last_hit_at=utcnow())
+        .returning(LiveCacheEntry.hit_count)
+    ).scalar_one()
+    db.session.commit()
+    return Served(image, "HIT", hits, None)
+
+
+def _reusable(project_id: str, key: str) -> Generation | None:
+    """A generation for this key that is running, or finished well but not yet cached."""
+    return db.session.scalar(
+        select(Generation)
+        .outerjoin(Image, Image.id == Generation.output_image_id)
+        .where(
+            Generation.project_id == project_id,
+            Generation.live_cache_key == key,
+            Generation.deleted_at.is_(None),
+            or_(
+                Generation.status.in_(IN_FLIGHT),
+                and_(
+                    Generation.status == "success",
+                    Image.id.is_not(None),
+                    Image.deleted_at.is_(None),
+                ),
+            ),
+        )
+        .order_by(Generation.created_at.desc())
+        .limit(1)
+    )
+
+
+def _generation_for(
+    project: Project,
+    user: User,
+    key: str,
+    prompt: str,
+    aspect_ratio: str,
+    api_key: ApiKey | None,
+    admit: Callable[[], None] | None,
+    deadline: float,
+) -> Generation | Served:
+    """The one generation serving this key: found, or started under the single-flight lock."""
+    redis = get_redis()
+    lock = f"pictor:live:lock:{project.id}:{key}"
+    while True:
+        running = _reusable(project.id, key)
+        if running is not None:
+            return running
+        token = secrets.token_hex(16)
+        if redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+            try:
+                hit = _hit(project.id, key)
+                if hit is not None:
+                    return hit
+                return _reusable(project.id, key) or _start(
+                    project, user, key, prompt, aspect_ratio, api_key, admit
+                )
+            finally:
+                _release(redis, lock, token)
+        if time.monotonic() >= deadline:
+            raise Timeout("Timed out waiting for the live image")
+        db.session.rollback()  # end the read transaction: the next look sees new rows
+        time.sleep(POLL_SECONDS)
+        hit = _hit(project.id, key)
+        if hit is not None:
+            return hit
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def _release(redis, lock: str, token: str) -> None:  # noqa: ANN001
+    """Delete the lock only if it is still ours (it may have expired and been taken)."""
+    redis.eval(_RELEASE, 1, lock, token)
+
+
+def _start(
+    project: Project,
+    user: User,
+    key: str,
+    prompt: str,
+    aspect_ratio: str,
+    api_key: ApiKey | None,
+    admit: Callable[[], None] | None,
+) -> Generation:
+    from app.services import generations
+
+    counted = _count_daily_miss(project)
+    try:
+        if admit is not None:
+            admit()
+        gen, _ = generations.create(
+            project,
+            user,
+            {"prompt": prompt, "aspectRatio": aspect_ratio},
+            api_key=api_key,
+            live_cache_key=key,
+        )
+    except BaseException:
+        if counted:
+            _uncount_daily_miss(project)
+        raise
+    return gen
+
+
+def _daily_key(project: Project, now: datetime) -> str:
+    return f"pictor:live:misses:{project.id}:{now.strftime('%Y-%m-%d')}"
+
+
+def _count_daily_miss(project: Project) -> bool:
+    """Count a MISS against liveDailyLimit (UTC days); 429 past it. True when counted."""
+    limit = project.live_daily_limit
+    if limit is None:
+        return False
+    now = datetime.now(UTC)
+    redis = get_redis()
+    name = _daily_key(project, now)
+    used = redis.incr(name)
+    redis.expire(name, 2 * 24 * 3600)
+    if used > limit:
+        redis.decr(name)
+        midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        raise RateLimited(
+            "The project's daily limit of live generations is reached",
+            details={"liveDailyLimit": limit},
+            headers={"Retry-After": str(int((midnight - now).total_seconds()) + 1)},
+        )
+    return True
+
+
+def _uncount_daily_miss(project: Project) -> None:
+    get_redis().decr(_daily_key(project, datetime.now(UTC)))
+
+
+def _finish(
+    project: Project, key: str, prompt: str, aspect_ratio: str, gen: Generation, deadline: float
+) -> Served:
+    """Wait for the generation, then cache and answer its image."""
+    from app.services import generations
+
+    gen_id = gen.id
+    if not gen.is_terminal:
+        db.session.rollback()
+        gen = generations.wait(gen_id, max(0.0, deadline - time.monotonic()))
+    if gen.status == "cancelled":
+        raise Conflict("The live generation was cancelled", code="INVALID_STATE")
+    if gen.status == "failed":
+        raise DomainError(
+            gen.error_message or "The image could not be generated",
+            code=gen.error_code or "PROVIDER_ERROR",
+            status=502,
+            headers={"X-Generation-Id": gen_id},
+        )
+    if gen.status != "success":
+        raise Timeout(
+            "Timed out waiting for the live image",
+            details={"generationId": gen_id},
+            headers={"X-Generation-Id": gen_id},
+        )
+    image = db.session.get(Image, gen.output_image_id) if gen.output_image_id else None
+    if image is None or image.deleted_at is not None:
+        raise Conflict("The live image was deleted", code="INVALID_STATE")
+    hit_count = _store(project.id, key, prompt, aspect_ratio, image, gen_id)
+    return Served(image, "MISS", hit_count, gen_id)
+
+
+def _store(
+    project_id: str, key: str, prompt: str, aspect_ratio: str, image: Image, gen_id: str
+) -> int:
+    """Point the project's entry for `key` at `image` (insert, or repoint a stale one)."""
+    for _attempt in range(2):
+        entry = db.session.scalar(
+            select(LiveCacheEntry).where(
+                LiveCacheEntry.project_id == project_id, LiveCacheEntry.cache_key == key
+            )
+        )
+        if entry is None:
+            entry = LiveCacheEntry(
+                project_id=project_id,
+                cache_key=key,
+                prompt=prompt,
+                aspect_ratio=aspect_ratio,
+                image_id=image.id,
+                generation_id=gen_id,
+                hit_count=0,
+            )
+            db.session.add(entry)
+        elif entry.image_id != image.id:
+            entry.image_id = image.id
+            entry.generation_id = gen_id
+        try:
+            db.session.commit()
+        except IntegrityError:  # another waiter stored it first: read theirs
+            db.session.rollback()
+            continue
+        return entry.hit_count
+    raise Conflict("The live cache entry could not be stored", code="INVALID_STATE")
