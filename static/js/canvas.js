@@ -4,8 +4,8 @@
  * Without this script the board is a plain grid of cards. With it:
  *   - drag the background (or use the toolbar, or + / - / 0) to pan and zoom; the wheel zooms;
  *   - drag a card, or focus it and press the arrow keys (Shift for bigger steps), to move it;
- *   - cards without a saved place are laid out in one lane per flow (a flow's steps left to
- *     right, the newest flow on top) and each flow gets a labelled frame behind its cards;
+ *   - cards without a saved place are laid out in one column per flow (a flow's steps top to
+ *     bottom, the newest flow on the left) and each flow gets a labelled frame behind its cards;
  *   - the arrangement is saved (debounced) with PUT /api/v1/canvas, versioned with If-Match.
  *     A 412 means another tab saved first: the board says so and offers to reload or to keep
  *     this arrangement; it never overwrites silently.
@@ -28,8 +28,8 @@
   "use strict";
 
   var CARD_WIDTH = 240;
-  var GAP = 32;
-  var LANE_GAP = 72;
+  var GAP = 24;
+  var LANE_GAP = 56;
   var FRAME_PAD = 14;
   var FRAME_LABEL = 26;
   var MIN_ZOOM = 0.2;
@@ -128,13 +128,13 @@
     el.style.transform = "translate(" + Math.round(pos.x) + "px, " + Math.round(pos.y) + "px)";
   };
 
-  /* Where a card without a saved place goes: to the right of its flow's cards, or, for a flow
-     not on the board yet, in a new lane above everything (so the newest flow is on top). */
+  /* Where a card without a saved place goes: below its flow's cards, or, for a flow not on the
+     board yet, in a new column left of everything (the newest flow is next to the prompt). */
   Board.prototype.autoPlace = function (el) {
     var flow = el.getAttribute("data-flow-id") || "";
     var self = this;
-    var laneRight = null;
-    var laneTop = null;
+    var laneLeft = null;
+    var laneBottom = null;
     var minX = null;
     var minY = null;
     this.items().forEach(function (other) {
@@ -144,13 +144,13 @@
       minX = minX === null ? pos.x : Math.min(minX, pos.x);
       minY = minY === null ? pos.y : Math.min(minY, pos.y);
       if ((other.getAttribute("data-flow-id") || "") === flow) {
-        laneRight = laneRight === null ? pos.x + size.w : Math.max(laneRight, pos.x + size.w);
-        laneTop = laneTop === null ? pos.y : Math.min(laneTop, pos.y);
+        laneLeft = laneLeft === null ? pos.x : Math.min(laneLeft, pos.x);
+        laneBottom = laneBottom === null ? pos.y + size.h : Math.max(laneBottom, pos.y + size.h);
       }
     });
-    if (laneRight !== null) return { x: laneRight + GAP, y: laneTop };
-    if (minY === null) return { x: 0, y: 0 };
-    return { x: minX, y: minY - this.size(el).h - LANE_GAP };
+    if (laneLeft !== null) return { x: laneLeft, y: laneBottom + GAP };
+    if (minX === null) return { x: 0, y: 0 };
+    return { x: minX - this.size(el).w - LANE_GAP, y: minY };
   };
 
   /* Saved places first, then the rest oldest first (the server lists newest first). */

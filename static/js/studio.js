@@ -26,6 +26,13 @@
 
   var doc = document;
 
+  /* htmx copies "settling" attributes, style included, from a swapped-out element to its
+     replacement with setAttribute; the strict CSP refuses style attributes. Positions set
+     through element.style (canvas.js, focal markers) are re-applied by the scripts instead. */
+  if (window.htmx && window.htmx.config) {
+    window.htmx.config.attributesToSettle = ["class", "width", "height"];
+  }
+
   function toast(message, level) {
     if (window.Pictor) window.Pictor.toast(message, level);
   }
