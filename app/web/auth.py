@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from authlib.integrations.flask_client import OAuthError
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuthError
 from flask import Blueprint, Flask, current_app, flash, redirect, request, session, url_for
 from flask.wrappers import Response
 from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
 from joserfc.errors import JoseError
 from requests import RequestException
 
+from app.api.serializers import external_url
 from app.errors import Conflict, Invalid, Unauthorized
 from app.extensions import oauth
 from app.models import User
@@ -52,7 +54,8 @@ def register_google(app: Flask) -> None:
     )
 
 
-def google_client():  # noqa: ANN201  (authlib's FlaskOAuth2App, or None when not configured)
+def google_client() -> FlaskOAuth2App | None:
+    """This app's Google client, or None when Google sign-in is not configured."""
     return current_app.extensions.get(GOOGLE_EXTENSION)
 
 
@@ -73,7 +76,7 @@ def start_session(user: User) -> None:
     login_user(user)
 
 
-def _auth_page(template: str, form, status: int) -> Response:  # noqa: ANN001
+def _auth_page(template: str, form: FlaskForm, status: int) -> Response:
     return render_page(
         template,
         form=form,
@@ -86,7 +89,7 @@ def _auth_page(template: str, form, status: int) -> Response:  # noqa: ANN001
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("projects.index"))
+        return redirect(safe_next(request.args.get("next"), url_for("projects.index")))
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -133,12 +136,8 @@ def google_login():
     if client is None:
         return redirect(url_for("auth.login"))
     session[GOOGLE_NEXT] = safe_next(request.args.get("next"), "")
-    redirect_uri = url_for("auth.google_callback", _external=True)
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        redirect_uri = base + url_for("auth.google_callback")
     try:
-        return client.authorize_redirect(redirect_uri)
+        return client.authorize_redirect(external_url("auth.google_callback"))
     except RequestException as exc:
         log.warning("Google discovery failed: %s", exc)
         flash("Google sign-in is unavailable right now. Please try again later.", "error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, flash, request, session, url_for
+from flask.wrappers import Response
 from flask_login import current_user, login_required
 
 from app.errors import Invalid
@@ -25,7 +26,7 @@ def _form(formdata: bool = True) -> ApiKeyForm:
     return form
 
 
-def _page(form: ApiKeyForm, status: int = 200):  # noqa: ANN202
+def _page(form: ApiKeyForm, status: int = 200) -> Response:
     keys = api_keys.list_keys(current_user)
     return render_page(
         "keys/index.html",

@@ -219,3 +219,26 @@ class TestWithoutGoogle:
         assert "Continue with Google" not in client.get("/signup").get_data(as_text=True)
         assert client.get("/auth/google").location == "/login"
         assert client.get("/auth/google/callback?code=x&state=y").location == "/login"
+
+
+class TestProviderDown:
+    @pytest.fixture
+    def app_config(self, fake_oidc: FakeOIDC) -> dict[str, str]:
+        return {**fake_oidc.config(), "GOOGLE_DISCOVERY_URL": "http://127.0.0.1:1/.well-known/x"}
+
+    def test_starting_says_google_is_unavailable(self, client):
+        response = client.get("/auth/google")
+
+        assert response.status_code == 303
+        assert response.location == "/login"
+        assert "Google sign-in is unavailable" in client.get("/login").get_data(as_text=True)
+
+
+class TestPublicBaseUrl:
+    @pytest.fixture
+    def app_config(self, fake_oidc: FakeOIDC) -> dict[str, str]:
+        return {**fake_oidc.config(), "PUBLIC_BASE_URL": "https://pictor.example"}
+
+    def test_callback_address_uses_the_public_base_url(self, client):
+        query = parse_qs(urlsplit(start(client)).query)
+        assert query["redirect_uri"] == ["https://pictor.example/auth/google/callback"]
