@@ -82,8 +82,25 @@ class PictorWorker(Worker):
         super().main_work_horse(job, queue)
 
 
+def _preload(app: Flask) -> None:
+    """Import and build in the parent what every job needs, so each forked work-horse
+    starts warm instead of paying for it per job."""
+    from PIL import Image as PILImage
+    from sqlalchemy.orm import configure_mappers
+
+    from app.providers import get_provider
+    from app.services import generations, webhooks  # noqa: F401
+
+    PILImage.init()
+    get_provider(app.config)
+    configure_mappers()
+    with app.app_context():
+        generations.warm_up()
+
+
 def run_worker(app: Flask, connection: Redis, *, burst: bool = False) -> bool:
     """`flask --app wsgi worker`: work the queues until stopped (or until empty with burst)."""
+    _preload(app)
     worker = PictorWorker(
         [Queue(name, connection=connection) for name in QUEUES],
         connection=connection,

@@ -21,6 +21,7 @@ import math
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -675,7 +676,8 @@ def run(generation_id: str) -> None:
     if generation is None:
         log.warning("generation %s has no row (its request was rolled back)", generation_id)
         return
-    if not _start(generation):
+    if not _start(generation.id, auto_enhance=generation.auto_enhance):
+        log.info("generation %s is %s; not running it", generation_id, generation.status)
         return
     try:
         output = _upscale(generation) if generation.kind == "upscale" else _generate(generation)
@@ -712,14 +714,14 @@ def _wait_for_row(generation_id: str) -> Generation | None:
         time.sleep(0.02)
 
 
-def _start(generation: Generation) -> bool:
+def _start(generation_id: str, *, auto_enhance: bool) -> bool:
     """pending → processing, once; False when it was cancelled, ended or taken."""
     now = utcnow()
     timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
-    first_stage = "enhancing" if generation.auto_enhance else "resolving"
+    first_stage = "enhancing" if auto_enhance else "resolving"
     started = db.session.execute(
         update(Generation)
-        .where(Generation.id == generation.id, Generation.status == "pending")
+        .where(Generation.id == generation_id, Generation.status == "pending")
         .values(
             status="processing",
             stage=first_stage,
@@ -731,9 +733,8 @@ def _start(generation: Generation) -> bool:
     ).rowcount
     db.session.commit()
     if started != 1:
-        log.info("generation %s is %s; not running it", generation.id, generation.status)
         return False
-    _announce(generation.id)
+    _announce(generation_id)
     return True
 
 
@@ -878,19 +879,7 @@ def _succeed(generation: Generation, output: Image) -> None:
     _give_aliases(generation, output)
     if generation.deleted_at is not None:
         output.deleted_at = generation.deleted_at
-    done = db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation.id, Generation.status == "processing")
-        .values(
-            status="success",
-            stage="done",
-            output_image_id=output.id,
-            completed_at=now,
-            processing_ms=_elapsed_ms(generation.started_at, now),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if done != 1:
+    if not _mark_success(generation.id, output.id, generation.started_at, now):
         # Ended elsewhere (the sweeper thought the worker was lost): this result is dropped.
         db.session.rollback()
         imaging.remove_files(output)
@@ -901,6 +890,41 @@ def _succeed(generation: Generation, output: Image) -> None:
     delivery = webhooks.schedule(generation, output)
     db.session.commit()
     _after_end(generation.id, delivery)
+
+
+def _mark_success(
+    generation_id: str, output_id: str, started_at: datetime | None, now: datetime
+) -> bool:
+    done = db.session.execute(
+        update(Generation)
+        .where(Generation.id == generation_id, Generation.status == "processing")
+        .values(
+            status="success",
+            stage="done",
+            output_image_id=output_id,
+            completed_at=now,
+            processing_ms=_elapsed_ms(started_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return done == 1
+
+
+def warm_up() -> None:
+    """Run the worker's hot statements once, against no row, and roll back.
+
+    The forking worker calls this before its first job, so every work-horse inherits
+    SQLAlchemy's compiled statements instead of compiling them again for each job.
+    """
+    ghost = new_id()
+    _reload(ghost)
+    _start(ghost, auto_enhance=False)
+    for values in ({}, {"provider_ms": 0}, {"enhanced_prompt": ""}):
+        with suppress(_Ended):
+            _stage(ghost, "storing", **values)
+    _mark_success(ghost, ghost, None, utcnow())
+    flows.touch(ghost)
+    db.session.rollback()
 
 
 def _after_end(generation_id: str, delivery: WebhookDelivery | None) -> None:

@@ -40,6 +40,8 @@ MAX_URL_LENGTH = 2048
 EVENT_TYPES = {"success": "generation.completed", "failed": "generation.failed"}
 DELIVER_JOB = "jobs.maintenance.deliver_webhook"
 _LEASE = timedelta(seconds=60)
+# RQ's scheduler works in whole seconds, so a delayed try may start up to a second early.
+_EARLY = timedelta(seconds=1)
 _MISSED_AFTER = timedelta(seconds=5)
 _DUE_BATCH = 200
 _MAX_ERROR = 500
@@ -185,12 +187,13 @@ class _Attempt:
 def _claim(delivery_id: str) -> _Attempt | None:
     """Take the delivery for one try (attempts + 1, a lease), or None if it is not due."""
     now = utcnow()
+    due = now + _EARLY
     claimed = db.session.execute(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery_id,
             WebhookDelivery.status == "pending",
-            or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
+            or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= due),
         )
         .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + _LEASE)
         .execution_options(synchronize_session=False)

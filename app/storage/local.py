@@ -57,7 +57,7 @@ class LocalStorage:
         return self._path(key).is_file()
 
     def check(self) -> None:
-        key = f"health/{uuid.uuid4().hex}"  # KEY_RE: a key starts with a letter or digit
+        key = f"health/{uuid.uuid4().hex}"
         self.put(key, b"ok", "text/plain")
         if self.get(key) != b"ok":
             raise StorageError("read back different bytes")

@@ -1,0 +1,97 @@
+"""Public image URLs /i/<id>.<ext> and /i/<id>/thumb.webp (API.md §6)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image as PILImage
+
+from app.services import imaging
+from tests.fakes.gemini import tiny_png
+
+
+@pytest.fixture
+def image(app, project):
+    picture = PILImage.new("RGB", (900, 600), (30, 120, 200))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    stored = imaging.ingest(project.id, buffer.getvalue(), source="uploaded")
+    from app.extensions import db
+
+    db.session.commit()
+    return stored
+
+
+def test_original_is_served_without_credentials_with_cache_headers(client, image):
+    response = client.get(f"/i/{image.id}.png")
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert int(response.headers["Content-Length"]) == image.file_size
+    assert hashlib.sha256(response.data).hexdigest() == image.sha256
+
+
+def test_matching_etag_is_304_without_a_body(client, image):
+    response = client.get(f"/i/{image.id}.png", headers={"If-None-Match": f'"{image.sha256}"'})
+    assert response.status_code == 304
+    assert response.data == b""
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    other = client.get(f"/i/{image.id}.png", headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200
+
+
+def test_thumbnail_is_a_small_webp(client, image):
+    response = client.get(f"/i/{image.id}/thumb.webp")
+    assert response.status_code == 200 and response.mimetype == "image/webp"
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    with PILImage.open(io.BytesIO(response.data)) as thumb:
+        assert thumb.format == "WEBP" and max(thumb.size) <= 512
+    assert response.headers["ETag"] != f'"{image.sha256}"'
+
+
+def test_head_request_has_the_headers(client, image):
+    response = client.head(f"/i/{image.id}.png")
+    assert response.status_code == 200 and response.data == b""
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/i/{id}.jpg",
+        "/i/{id}.webp",
+        "/i/2b1e0f3c-3f1a-4c55-9d1c-0a0a0a0a0a0a.png",
+        "/i/not-an-id.png",
+        "/i/2b1e0f3c-3f1a-4c55-9d1c-0a0a0a0a0a0a/thumb.webp",
+    ],
+)
+def test_wrong_extension_or_unknown_image_is_a_plain_404(client, image, path):
+    response = client.get(path.format(id=image.id))
+    assert response.status_code == 404
+    assert response.mimetype == "text/plain"
+    assert b"<html" not in response.data.lower()
+
+
+def test_soft_deleted_image_urls_are_404(client, image):
+    from app.extensions import db
+    from app.models import utcnow
+
+    image.deleted_at = utcnow()
+    db.session.commit()
+    assert client.get(f"/i/{image.id}.png").status_code == 404
+    assert client.get(f"/i/{image.id}/thumb.webp").status_code == 404
+
+
+def test_jpeg_is_served_as_jpg(client, project):
+    from app.extensions import db
+
+    buffer = io.BytesIO()
+    PILImage.open(io.BytesIO(tiny_png())).save(buffer, "JPEG")
+    stored = imaging.ingest(project.id, buffer.getvalue(), source="uploaded")
+    db.session.commit()
+    response = client.get(f"/i/{stored.id}.jpg")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
