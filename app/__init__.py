@@ -49,6 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     from app.api import bp as api_bp
     from app.api.errors import register_error_handlers
+    from app.api.openapi import docs_bp
     from app.cli import register_cli
     from app.web import register_web
     from app.web.auth import register_google
@@ -57,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     security.init_app(app)
     app.register_blueprint(api_bp)
+    app.register_blueprint(docs_bp)
     register_web(app)
     register_google(app)
     register_error_handlers(app)

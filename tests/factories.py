@@ -153,3 +153,18 @@ def post_form(client, path: str, data: dict | None = None, headers: dict | None 
     """POST a form the way a page does: with the CSRF token from a signed-in page."""
     token = csrf_token(client, "/projects")
     return client.post(path, data={**(data or {}), "csrf_token": token}, headers=headers)
+
+
+def upload_image(api: ApiClient, data: bytes | None, filename: str = "photo.png", **fields: Any):
+    """POST /api/v1/images/upload as multipart, the way an API client sends a file."""
+    import io
+
+    form: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
+    if data is not None:
+        form["file"] = (io.BytesIO(data), filename)
+    return api.client.post(
+        "/api/v1/images/upload",
+        data=form,
+        headers={"X-API-Key": api.key},
+        content_type="multipart/form-data",
+    )

@@ -13,5 +13,6 @@ from app.api import (  # noqa: E402,F401  (route modules register themselves on 
     generations,
     images,
     live,
+    openapi,
     project,
 )

@@ -301,12 +301,12 @@ def _start(
     api_key: ApiKey | None,
     admit: Callable[[], None] | None,
 ) -> Generation:
-    from app.services import generations
-
     counted = _count_daily_miss(project)
     try:
         if admit is not None:
             admit()
+        from app.services import generations
+
         gen, _ = generations.create(
             project,
             user,

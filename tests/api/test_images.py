@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,18 +19,6 @@ def _error(response):
     return body["error"]
 
 
-def upload(api, data: bytes | None = None, filename: str = "photo.png", **fields):
-    form = {key: value for key, value in fields.items() if value is not None}
-    if data is not None:
-        form["file"] = (io.BytesIO(data), filename)
-    return api.client.post(
-        "/api/v1/images/upload",
-        data=form,
-        headers={"X-API-Key": api.key},
-        content_type="multipart/form-data",
-    )
-
-
 @pytest.fixture
 def other_project(app):
     owner = factories.make_user()
@@ -42,7 +29,7 @@ def other_project(app):
 
 
 def test_upload_creates_an_image_in_a_new_flow(api, project):
-    response = upload(api, factories.png_bytes(80, 60))
+    response = factories.upload_image(api, factories.png_bytes(80, 60))
     assert response.status_code == 201
     data = response.get_json()["data"]
     assert data["source"] == "uploaded"
@@ -58,7 +45,7 @@ def test_upload_creates_an_image_in_a_new_flow(api, project):
 
 def test_upload_into_an_existing_flow_with_aliases_and_meta(api, project):
     flow = factories.make_flow(project)
-    response = upload(
+    response = factories.upload_image(
         api,
         factories.png_bytes(),
         alias="@hero",
@@ -76,7 +63,7 @@ def test_upload_into_an_existing_flow_with_aliases_and_meta(api, project):
 
 
 def test_upload_without_a_file_is_400(api):
-    response = upload(api, None, alias="@x")
+    response = factories.upload_image(api, None, alias="@x")
     assert response.status_code == 400
     assert _error(response)["message"] == "File is required"
 
@@ -93,14 +80,14 @@ def test_upload_without_a_file_is_400(api):
     ],
 )
 def test_upload_field_validation(api, fields, code):
-    response = upload(api, factories.png_bytes(), **fields)
+    response = factories.upload_image(api, factories.png_bytes(), **fields)
     assert response.status_code == 400
     assert _error(response)["code"] == code
 
 
 def test_upload_with_a_taken_alias_is_409_and_stores_nothing(api, project, app):
     factories.make_image(project, alias="@hero")
-    response = upload(api, factories.png_bytes(), alias="@hero")
+    response = factories.upload_image(api, factories.png_bytes(), alias="@hero")
     assert response.status_code == 409
     assert _error(response) == {
         "code": "ALIAS_EXISTS",
@@ -113,7 +100,7 @@ def test_upload_with_a_taken_alias_is_409_and_stores_nothing(api, project, app):
 def test_upload_into_an_unknown_or_foreign_flow_is_404(api, other_project):
     foreign = factories.make_flow(other_project)
     for flow_id in ("not-a-uuid", "6f1c3a52-0a43-4b7e-9d57-9a1f2c3b4d5e", foreign.id):
-        response = upload(api, factories.png_bytes(), flowId=flow_id)
+        response = factories.upload_image(api, factories.png_bytes(), flowId=flow_id)
         assert response.status_code == 404
         assert _error(response) == {"code": "FLOW_NOT_FOUND", "message": "Flow not found"}
 
@@ -125,20 +112,20 @@ class TestSizeLimit:
 
     def test_a_file_over_max_upload_bytes_is_413_file_too_large(self, api):
         big = factories.png_bytes(300, 300, "#123456") + b"\0" * 3000
-        response = upload(api, big)
+        response = factories.upload_image(api, big)
         assert response.status_code == 413
         error = _error(response)
         assert (error["code"], error["message"]) == ("FILE_TOO_LARGE", "File too large")
 
     def test_a_body_over_the_request_limit_gets_the_json_envelope(self, api):
-        response = upload(api, b"\x89PNG" + b"\0" * 300_000)
+        response = factories.upload_image(api, b"\x89PNG" + b"\0" * 300_000)
         assert response.status_code == 413
         assert response.content_type == "application/json"
         assert _error(response)["message"] == "File too large"
 
 
 def test_something_that_is_not_an_image_is_415(api):
-    response = upload(api, b"just some text, honestly", filename="notes.png")
+    response = factories.upload_image(api, b"just some text, honestly", filename="notes.png")
     assert response.status_code == 415
     assert _error(response)["code"] == "UNSUPPORTED_MEDIA_TYPE"
 

@@ -1,0 +1,206 @@
+"""Rate limits (API.md §3): per key, two budgets, headers on every /api/v1 response, 429."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app import ratelimit
+from tests import factories
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def app_config():
+    return {"RATELIMIT_DEFAULT": "5/minute", "RATELIMIT_GENERATIONS": "2/minute"}
+
+
+def _limits(response):
+    return (
+        response.headers["X-RateLimit-Limit"],
+        response.headers["X-RateLimit-Remaining"],
+        int(response.headers["X-RateLimit-Reset"]),
+    )
+
+
+def test_headers_count_down_with_seconds_until_reset(api):
+    first = api.get("/api/v1/project")
+    second = api.get("/api/v1/account")
+    assert _limits(first)[:2] == ("5", "4")
+    assert _limits(second)[:2] == ("5", "3")
+    assert 0 < _limits(second)[2] <= 60
+
+
+def test_every_api_response_carries_the_headers_errors_included(api, client):
+    responses = {
+        "ok": api.get("/api/v1/project"),
+        "validation": api.get("/api/v1/images?limit=-1"),
+        "not found": api.get("/api/v1/images/nope"),
+        "unknown route": api.get("/api/v1/no-such-thing"),
+        "wrong method": api.delete("/api/v1/account"),
+        "no key": client.get("/api/v1/project"),
+        "bad key": client.get("/api/v1/project", headers={"X-API-Key": "pk_" + "x" * 40}),
+    }
+    for name, response in responses.items():
+        assert "X-RateLimit-Limit" in response.headers, name
+        assert "X-RateLimit-Remaining" in response.headers, name
+        assert "X-RateLimit-Reset" in response.headers, name
+
+
+def test_past_the_limit_is_429_with_retry_after(api):
+    for _ in range(5):
+        assert api.get("/api/v1/project").status_code == 200
+    refused = api.get("/api/v1/project")
+    assert refused.status_code == 429
+    error = refused.get_json()["error"]
+    assert error["code"] == "RATE_LIMITED"
+    assert error["details"] == {"limit": 5, "budget": "default"}
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_each_key_has_its_own_budget(api, client, user, project):
+    other_key = factories.make_key(user, project, "second").plaintext
+    for _ in range(5):
+        api.get("/api/v1/project")
+    assert api.get("/api/v1/project").status_code == 429
+    other = client.get("/api/v1/project", headers={"X-API-Key": other_key})
+    assert other.status_code == 200
+    assert other.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_session_callers_are_counted_per_user(client, auth, user):
+    auth.login(user.email)
+    assert client.get("/api/v1/project").headers["X-RateLimit-Remaining"] == "4"
+    assert client.get("/api/v1/account").headers["X-RateLimit-Remaining"] == "3"
+
+
+def test_generation_budget_is_separate_from_the_default_one(app, api, user, project):
+    key = factories.make_key(user, project, "gen").key
+    identity = f"key:{key.id}"
+    with app.test_request_context("/api/v1/generations", method="POST"):
+        assert ratelimit.consume(ratelimit.GENERATION_BUDGET, identity).remaining == 1
+        assert ratelimit.consume(ratelimit.GENERATION_BUDGET, identity).remaining == 0
+        with pytest.raises(ratelimit.RateLimited):
+            ratelimit.consume(ratelimit.GENERATION_BUDGET, identity)
+    headers = {"X-API-Key": api.key}
+    assert api.client.get("/api/v1/project", headers=headers).status_code == 200
+
+
+def test_generation_creating_endpoints_share_one_budget():
+    for endpoint in (
+        "api.create_generation",
+        "api.regenerate_generation",
+        "api.retry_generation",
+        "api.upscale_image",
+    ):
+        assert ratelimit.budget_for(endpoint) == ratelimit.GENERATION_BUDGET
+    for endpoint in ("api.list_generations", "api.get_image", None):
+        assert ratelimit.budget_for(endpoint) == ratelimit.DEFAULT_BUDGET
+
+
+def test_pages_outside_the_api_are_not_limited(client):
+    for _ in range(8):
+        response = client.get("/login")
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response.headers
+
+
+# --- across processes ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, key: str) -> int:
+    request = urllib.request.Request(url, headers={"X-API-Key": key, "Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_the_limit_is_shared_by_two_gunicorn_workers(app, user, project, redis_url, tmp_path):
+    key = factories.make_key(user, project).plaintext
+    port = _free_port()
+    log = tmp_path / "access.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key",
+        "PICTOR_INSTANCE_DIR": str(tmp_path / "instance"),
+        "STORAGE_DIR": str(tmp_path / "storage"),
+        "RATELIMIT_DEFAULT": "10/minute",
+        "PYTHONPATH": str(ROOT),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers=2",
+            f"--bind=127.0.0.1:{port}",
+            f"--access-logfile={log}",
+            "--access-logformat=%(p)s %(s)s",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/project"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        # Hold one worker on a half-sent request, so the other one must serve the next ones.
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held.sendall(b"GET /api/v1/project HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.5)
+        first = [_get(url, key) for _ in range(6)]
+        held.sendall(f"X-API-Key: {key}\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := held.recv(65536):
+            reply += chunk
+        held.close()
+        rest = [_get(url, key) for _ in range(6)]
+
+        assert first == [200] * 6
+        assert reply.startswith(b"HTTP/1.1 200")
+        # The held worker counted nothing itself, yet it sees the other worker's six requests.
+        assert b"X-RateLimit-Remaining: 3\r\n" in reply
+        assert rest == [200] * 3 + [429] * 3
+        pids = {line.split()[0] for line in log.read_text().splitlines() if line.strip()}
+        assert len(pids) == 2, "both workers must have served requests"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+        server.stderr.close()
