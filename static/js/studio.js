@@ -138,13 +138,12 @@
     toast(message, "error");
   }
 
+  /* The server's reason: the toast its error page carries for htmx requests (HX-Trigger). */
   function errorText(xhr) {
     try {
-      var body = JSON.parse(xhr.responseText);
-      if (body && body.error && body.error.message) return body.error.message;
-    } catch (e) { /* HTML answer */ }
-    var header = xhr.getResponseHeader("X-Error-Message");
-    if (header) return header;
+      var events = JSON.parse(xhr.getResponseHeader("HX-Trigger") || "{}");
+      if (events.toast && events.toast.message) return events.toast.message;
+    } catch (e) { /* not JSON */ }
     if (xhr.status === 413) return "File too large";
     if (xhr.status === 415) return "Unsupported image type: PNG, JPEG or WebP expected";
     return "The upload failed (" + (xhr.status || "network error") + ")";
