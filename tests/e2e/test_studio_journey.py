@@ -187,3 +187,32 @@ def test_a_reference_dropped_on_the_prompt_panel_is_picked(page: Page, live_serv
     expect(page.locator('[data-board-item^="i:"]')).to_have_count(0)  # a reference, not a card yet
     page.reload()
     expect(page.locator('[data-board-item^="i:"]')).to_have_count(1)  # uploads are on the board
+
+
+# The tab is "hidden" and notifications are allowed; the stub records what the page shows.
+_HIDDEN_TAB = """
+Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+window.__notes = [];
+window.Notification = function (title, options) { window.__notes.push([title, options.body]); };
+window.Notification.permission = "granted";
+window.Notification.requestPermission = () => Promise.resolve("granted");
+"""
+
+
+def test_a_generation_finishing_in_a_hidden_tab_notifies_and_retitles(page: Page, live_server):
+    project_id = sign_in(page, live_server)
+    page.context.add_init_script(_HIDDEN_TAB)
+    page.goto(f"/projects/{project_id}")
+
+    page.get_by_role("textbox", name="Prompt").fill("a kite over the dunes")
+    page.get_by_role("button", name="Generate", exact=True).click()
+
+    expect(page).to_have_title(re.compile(r"^\(1\) Image ready · Canvas"), timeout=15_000)
+    assert page.evaluate("window.__notes") == [["Your image is ready", "a kite over the dunes"]]
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "visibilityState", { get: () => "visible" });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    expect(page).to_have_title(re.compile(r"^Canvas · "))
