@@ -597,6 +597,15 @@ def _offset() -> int:
 # --- flows --------------------------------------------------------------------------------
 
 
+def _flow_title(flow: Any) -> str:
+    """A flow is named after its first prompt, else after its first upload."""
+    first, _ = flows.flow_generations(flow, limit=1, offset=0)
+    if first.items:
+        return first.items[0].prompt
+    found = flows.flow_images(flow, limit=1, offset=0).items
+    return (found[0].alias or "Uploaded image") if found else "Empty flow"
+
+
 @bp.get("/flows")
 @login_required
 def flow_list(project_id: str):
@@ -614,6 +623,7 @@ def flow_list(project_id: str):
         found=found,
         summaries=flows.summaries(found.items),
         covers=covers,
+        titles={flow.id: _flow_title(flow) for flow in found.items},
         offset=offset,
         limit=FLOWS_PAGE,
     )
@@ -663,6 +673,7 @@ def flow(project_id: str, flow_id: str):
         "studio/_compare.html",
         project,
         flow=the_flow,
+        title=_flow_title(the_flow),
         steps=steps,
         flow_images=flow_images,
         aliases=flows.alias_map(the_flow.id),
@@ -695,6 +706,7 @@ def _aliases_response(project: Project, the_flow: Any, errors: dict[str, str] | 
             None,
             project,
             status=422,
+            title=_flow_title(the_flow),
             steps=steps,
             compare_a=compare_a,
             compare_b=compare_b,

@@ -34,6 +34,7 @@
   var FRAME_LABEL = 26;
   var MIN_ZOOM = 0.2;
   var MAX_ZOOM = 2.5;
+  var READABLE_ZOOM = 0.7;
   var SAVE_DELAY_MS = 800;
   var DRAG_THRESHOLD = 4;
   var INTERACTIVE = "a, button, input, select, textarea, summary, label, details[open] > *:not(summary), [data-no-drag]";
@@ -89,8 +90,8 @@
     var self = this;
     this.root.classList.add("is-enhanced");
     this.layoutAll();
-    if (!this.view) this.fit(false);
-    this.applyView();
+    if (this.view) this.applyView();
+    else this.fit(true);
     this.drawGroups();
 
     this.viewport.addEventListener("pointerdown", function (evt) { self.onPointerDown(evt); });
@@ -283,22 +284,27 @@
     return box;
   };
 
-  Board.prototype.fit = function (apply) {
+  /* Show every card. `readable` (the first visit) never zooms out below READABLE_ZOOM: a big
+     board then opens at its top left corner instead, with the newest flow in view. */
+  Board.prototype.fit = function (readable) {
     var box = this.bounds(this.items());
     var w = this.viewport.clientWidth || 800;
     var h = this.viewport.clientHeight || 600;
+    var pad = 40;
     if (!box) {
-      this.view = { x: 48, y: 64, zoom: 1 };
+      this.view = { x: pad, y: pad + FRAME_LABEL, zoom: 1 };
     } else {
-      var pad = 48;
       var zoom = clamp(Math.min((w - 2 * pad) / (box.x2 - box.x1), (h - 2 * pad) / (box.y2 - box.y1), 1), MIN_ZOOM, MAX_ZOOM);
+      if (readable && zoom < READABLE_ZOOM) zoom = READABLE_ZOOM;
+      var width = (box.x2 - box.x1) * zoom;
+      var height = (box.y2 - box.y1) * zoom;
       this.view = {
-        x: (w - (box.x2 - box.x1) * zoom) / 2 - box.x1 * zoom,
-        y: Math.max(pad, (h - (box.y2 - box.y1) * zoom) / 2) - box.y1 * zoom,
+        x: (width > w - 2 * pad ? pad : (w - width) / 2) - box.x1 * zoom,
+        y: (height > h - 2 * pad ? pad : (h - height) / 2) - box.y1 * zoom,
         zoom: zoom
       };
     }
-    if (apply !== false) this.applyView();
+    this.applyView();
   };
 
   /* Pan just enough to show a card (a new generation lands where it can be seen). */
@@ -409,7 +415,7 @@
       if (what === "in") this.zoomBy(1.25);
       else if (what === "out") this.zoomBy(0.8);
       else if (what === "reset") this.zoomAt(1, this.viewport.clientWidth / 2, this.viewport.clientHeight / 2);
-      else this.fit();
+      else this.fit(false);
       return;
     }
     if (evt.target.closest("[data-board-reload]")) {
@@ -443,7 +449,7 @@
     if (evt.ctrlKey || evt.metaKey || evt.altKey) return;
     if (evt.key === "+" || evt.key === "=") { evt.preventDefault(); this.zoomBy(1.25); }
     else if (evt.key === "-" || evt.key === "_") { evt.preventDefault(); this.zoomBy(0.8); }
-    else if (evt.key === "0") { evt.preventDefault(); this.fit(); }
+    else if (evt.key === "0") { evt.preventDefault(); this.fit(false); }
   };
 
   /* Saving ------------------------------------------------------------------------------- */
