@@ -198,3 +198,35 @@ def test_no_console_errors_on_any_studio_page(page: Page, studio):
         expect(page.locator("main h1").first).to_be_visible()
         page.wait_for_load_state("networkidle")
         assert page.console_errors == [], path
+
+
+def test_without_javascript_pages_read_and_forms_submit(browser, live_server, studio, tmp_path):
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, base_url=live_server.url, java_script_enabled=False
+    )
+    plain = context.new_page()
+    plain.goto("/login")
+    plain.get_by_label("Email").fill(EMAIL)
+    plain.get_by_label("Password").fill(PASSWORD)
+    plain.get_by_role("button", name="Sign in").click()
+    project = studio["project"]
+
+    plain.goto(f"/projects/{project}")
+    expect(plain.locator("[data-board-item]")).to_have_count(3)  # a plain grid of cards
+    plain.get_by_role("textbox", name="Prompt").fill("a quiet harbour at dawn")
+    plain.get_by_role("button", name="Generate", exact=True).click()
+    expect(plain).to_have_url(re.compile(rf"/projects/{project}$"))
+    expect(plain.get_by_text("Generation started")).to_be_visible()
+    expect(plain.locator("[data-board-item]").first).to_contain_text("a quiet harbour at dawn")
+
+    plain.goto(f"/projects/{project}/history?q=harbour")
+    expect(plain.locator(".history-row")).to_have_count(1)
+
+    picture = tmp_path / "plain.png"
+    picture.write_bytes(factories.png_bytes(120, 90))
+    plain.goto(f"/projects/{project}/images")
+    plain.locator("#upload-file").set_input_files(str(picture))
+    plain.get_by_role("button", name="Upload").click()
+    expect(plain.get_by_text("Image uploaded.")).to_be_visible()
+    expect(plain.locator("[data-image-card]").filter(has_text="120×90")).to_have_count(1)
+    context.close()
