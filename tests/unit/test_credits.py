@@ -111,13 +111,14 @@ def test_concurrent_debits_never_overdraw(app, backend):
     user = factories.make_user()
     db.session.execute(db.update(User).where(User.id == user.id).values(credits_monthly=10))
     db.session.commit()
+    user_id = user.id  # threads must not touch the test's session (or its objects)
     accepted: list[str] = []
     lock = threading.Lock()
 
     def attempt(i: int) -> None:
         with app.app_context():
             try:
-                credits.debit(user.id, 1, generation_id=f"c-{i}")
+                credits.debit(user_id, 1, generation_id=f"c-{i}")
                 db.session.commit()
             except InsufficientCredits:
                 db.session.rollback()
