@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, request, url_for
@@ -29,7 +30,7 @@ from wtforms.validators import NumberRange, Optional
 
 from app.api.serializers import external_url
 from app.errors import DomainError
-from app.models import STATUSES, Generation, Image, Project
+from app.models import STATUSES, Flow, Generation, Image, Project
 from app.providers import ASPECT_RATIOS, TEMPLATES
 from app.services import canvas, flows, generations, images, live, projects
 from app.services.listing import Page, fetch_page
@@ -144,7 +145,7 @@ class BoardItem:
         """Stable across the card's life, so its place on the board is kept."""
         if self.generation is not None:
             return f"g:{self.generation.id}"
-        return f"i:{self.image.id}"  # type: ignore[union-attr]
+        return f"i:{self.image.id}"
 
     @property
     def dom_id(self) -> str:
@@ -152,11 +153,11 @@ class BoardItem:
 
     @property
     def flow_id(self) -> str | None:
-        return self.generation.flow_id if self.generation else self.image.flow_id  # type: ignore[union-attr]
+        return self.generation.flow_id if self.generation else self.image.flow_id
 
     @property
     def flow_label(self) -> str:
-        text = self.generation.prompt if self.generation else (self.image.alias or "Upload")  # type: ignore[union-attr]
+        text = self.generation.prompt if self.generation else (self.image.alias or "Upload")
         return text if len(text) <= 40 else text[:39].rstrip() + "…"
 
 
@@ -277,7 +278,7 @@ def _board(project: Project) -> list[BoardItem]:
     ]
     uploads = images.list_images(project.id, limit=BOARD_LIMIT, offset=0, source="uploaded")
     items += [BoardItem(None, image) for image in uploads.items]
-    items.sort(key=lambda item: (item.generation or item.image).created_at, reverse=True)  # type: ignore[union-attr]
+    items.sort(key=lambda item: (item.generation or item.image).created_at, reverse=True)
     return items
 
 
@@ -501,7 +502,8 @@ def cancel_generation(project_id: str, generation_id: str):
     gen = generations.cancel(project.id, generation_id)
     if not is_fragment_request():
         flash("Generation cancelled and refunded.", "success")
-        return redirect(request.referrer or url_for("studio.history", project_id=project.id))
+        target = request.referrer or url_for("studio.history", project_id=project.id)
+        return redirect(target, code=303)
     response = _card_response(project, gen)
     return _trigger(response, **{"credits-changed": {"balance": current_user.credits_balance}})
 
@@ -520,11 +522,10 @@ def delete_generation(project_id: str, generation_id: str):
 # --- history ------------------------------------------------------------------------------
 
 
-def _history_filters() -> dict[str, Any]:
-    status = request.args.get("status") or None
+def _history_filters() -> dict[str, str | None]:
     return {
         "q": (request.args.get("q") or "").strip() or None,
-        "status": status,
+        "status": request.args.get("status") or None,
         "flow_id": request.args.get("flow_id") or None,
     }
 
@@ -573,7 +574,7 @@ def history_bulk(project_id: str):
                 (outputs[g.id] for g in chosen if g.id in outputs), start=1
             )
         ]
-        # The flows service's streaming ZIP writer, fed with the selection (docs in report).
+        # The streaming ZIP writer behind the flow download, fed with this selection.
         archive = flows._zip_stream(entries, get_storage())
         return Response(
             archive,
@@ -597,7 +598,7 @@ def _offset() -> int:
 # --- flows --------------------------------------------------------------------------------
 
 
-def _flow_title(flow: Any) -> str:
+def _flow_title(flow: Flow) -> str:
     """A flow is named after its first prompt, else after its first upload."""
     first, _ = flows.flow_generations(flow, limit=1, offset=0)
     if first.items:
@@ -637,11 +638,11 @@ class Step:
     image: Image | None
 
     @property
-    def created_at(self) -> Any:
-        return (self.generation or self.image).created_at  # type: ignore[union-attr]
+    def created_at(self) -> datetime:
+        return (self.generation or self.image).created_at
 
 
-def _timeline(flow: Any) -> tuple[list[Step], list[Image]]:
+def _timeline(flow: Flow) -> tuple[list[Step], list[Image]]:
     found, outputs = flows.flow_generations(flow, limit=TIMELINE_LIMIT, offset=0)
     flow_images = flows.flow_images(flow, limit=TIMELINE_LIMIT, offset=0).items
     steps = [Step(gen, outputs.get(gen.output_image_id or "")) for gen in found.items]
@@ -683,7 +684,9 @@ def flow(project_id: str, flow_id: str):
     )
 
 
-def _aliases_response(project: Project, the_flow: Any, errors: dict[str, str] | None = None):
+def _aliases_response(
+    project: Project, the_flow: Flow, errors: dict[str, str] | None = None
+) -> Response:
     flow_images = flows.flow_images(the_flow, limit=TIMELINE_LIMIT, offset=0).items
     context = {
         "flow": the_flow,
@@ -755,9 +758,20 @@ LIBRARY_TABS = ("all", "uploaded", "generated", "deleted")
 
 @bp.get("/images")
 @login_required
-def image_library(project_id: str, upload_error: str | None = None, status: int = 200):
+def image_library(project_id: str):
     """The image library: tabs by source, a deleted tab with restore, and a flow filter."""
-    project = _project(project_id)
+    return _render_library(_project(project_id))
+
+
+def _render_library(
+    project: Project,
+    *,
+    upload_error: str | None = None,
+    alias_errors: dict[str, list[str]] | None = None,
+    status: int = 200,
+) -> Response:
+    """The library as the query string asks; without scripts, form errors are shown in it
+    (`upload_error` at the drop zone, `alias_errors` by image id at that card's alias)."""
     tab = request.args.get("tab") if request.args.get("tab") in LIBRARY_TABS else "all"
     flow_id = request.args.get("flow_id") or None
     offset = _offset()
@@ -783,6 +797,7 @@ def image_library(project_id: str, upload_error: str | None = None, status: int 
         limit=LIBRARY_PAGE,
         flow_choices=_flow_choices(project)[1:],
         upload_error=upload_error,
+        card_alias_errors=alias_errors or {},
     )
 
 
@@ -843,7 +858,7 @@ def upload_image(project_id: str):
     except DomainError as exc:
         if is_fragment_request():
             raise
-        return image_library(project.id, upload_error=exc.message, status=exc.status)
+        return _render_library(project, upload_error=exc.message, status=exc.status)
     if not is_fragment_request():
         return _back_to_library(project, "Image uploaded.")
     return _image_response(project, image, status=201)
@@ -859,7 +874,7 @@ def set_alias(project_id: str, image_id: str):
         images.set_alias(image, alias)
     except DomainError as exc:
         if not is_fragment_request():
-            raise
+            return _render_library(project, alias_errors={image.id: [exc.message]}, status=422)
         return _image_response(project, image, alias_errors=[exc.message], status=422)
     if not is_fragment_request():
         return _back_to_library(project, f"Alias set to {alias}." if alias else "Alias removed.")

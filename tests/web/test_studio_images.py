@@ -157,6 +157,20 @@ class TestAlias:
         assert re.search(rf'id="alias-library-{image.id}-error".*?Alias already exists', html, re.S)
         assert '<details class="alias-edit" open>' in html
 
+    def test_without_scripts_a_taken_alias_is_shown_at_that_card(self, signed_in, project):
+        factories.make_image(project, alias="@logo")
+        image = factories.make_image(project)
+
+        response = factories.post_form(
+            signed_in, f"/projects/{project.id}/images/{image.id}/alias", {"alias": "@logo"}
+        )
+
+        assert response.status_code == 422
+        html = response.get_data(as_text=True)
+        assert "<html" in html and len(shown(html)) == 2
+        card = re.search(rf'id="image-{image.id}".*?</article>', html, re.S).group(0)
+        assert re.search(r'class="field__error".*?Alias already exists', card, re.S)
+
     def test_empty_alias_removes_it(self, signed_in, project):
         image = factories.make_image(project, alias="@old")
 
