@@ -125,7 +125,10 @@
     } else {
       nodes.slice().reverse().forEach(function (n) { target.insertBefore(n, target.firstChild); });
     }
-    nodes.forEach(function (n) { if (window.htmx) window.htmx.process(n); });
+    nodes.forEach(function (n) {
+      if (window.htmx) window.htmx.process(n);
+      init(n);
+    });
     target.dispatchEvent(new CustomEvent("pictor:uploaded", { bubbles: true, detail: { nodes: nodes } }));
   }
 

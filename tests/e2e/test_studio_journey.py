@@ -131,6 +131,8 @@ def test_upload_by_drag_and_drop_with_progress(page: Page, live_server):
     card = page.locator("[data-image-card]")
     expect(card).to_have_count(1)
     expect(card).to_contain_text("320×200")
+    expect(page.get_by_text("No images here yet")).to_be_hidden()
+    expect(card.locator("[data-focal-marker]")).to_be_visible()
     expect(card.locator("img")).to_be_visible()
     expect(page.locator("[data-upload-progress]")).to_be_hidden()
     assert same_document(page)
