@@ -109,6 +109,17 @@
     }
   });
 
+  /* A polling card or history row whose generation was deleted elsewhere answers 404 every
+     second: it no longer exists, so it leaves the page (the error toast says why, once). */
+  doc.addEventListener("htmx:responseError", function (evt) {
+    var d = evt.detail || {};
+    var elt = d.elt;
+    if (d.xhr && d.xhr.status === 404 && elt && elt.matches &&
+        elt.matches('[data-board-item][hx-trigger="every 1s"], .history-row[hx-trigger="every 1s"]')) {
+      elt.remove();
+    }
+  });
+
   /* Uploads: drag and drop with progress ------------------------------------------------- */
 
   function insertHtml(zone, html) {

@@ -9,7 +9,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.services import accounts, projects
+from app.extensions import db
+from app.services import accounts, generations, projects
 from tests import factories
 
 pytestmark = pytest.mark.e2e
@@ -218,3 +219,25 @@ def test_a_generation_finishing_in_a_hidden_tab_notifies_and_retitles(page: Page
         }"""
     )
     expect(page).to_have_title(re.compile(r"^Canvas · "))
+
+
+def test_a_running_card_deleted_elsewhere_leaves_the_board(page: Page, live_server):
+    project_id = sign_in(page, live_server)
+    with live_server.app.app_context():
+        user = accounts.get_by_email(EMAIL)
+        project = projects.get_project(user, project_id)
+        waiting = factories.make_generation(project, user, "being drawn", run=False)
+        waiting.status, waiting.stage = "processing", "generating"  # a worker has it
+        db.session.commit()
+        waiting_id = waiting.id
+    page.goto(f"/projects/{project_id}")
+    card = page.locator(f'[data-board-item="g:{waiting_id}"]')
+    expect(card.locator("[data-status]")).to_have_text("Processing")
+
+    with live_server.app.app_context():
+        generations.delete(project_id, waiting_id)  # from another tab, or the API
+
+    expect(card).to_have_count(0)
+    expect(page.get_by_text("Generation not found")).to_be_visible()
+    assert any("404" in error for error in page.console_errors)
+    page.console_errors.clear()
