@@ -71,9 +71,7 @@ def test_compare_view_defaults_to_the_last_two_steps(signed_in, project, chain):
     html = signed_in.get(f"/projects/{project.id}/flows/{last.flow_id}").get_data(as_text=True)
 
     assert re.search(rf'compare__side--a" data-compare-top>\s*<img src="/i/{upload.id}\.png"', html)
-    assert re.search(
-        rf'compare__side--b">\s*<img src="/i/{last.output_image_id}\.png"', html
-    )
+    assert re.search(rf'compare__side--b">\s*<img src="/i/{last.output_image_id}\.png"', html)
     assert 'type="range"' in html and 'aria-label="Compare slider' in html
 
 
@@ -89,7 +87,8 @@ def test_choosing_two_steps_swaps_the_compare_view_alone(signed_in, project, cha
 
     html = fragment.get_data(as_text=True)
     assert html.lstrip().startswith('<div class="compare" id="compare"') and "<html" not in html
-    assert re.search(rf'compare__side--a" data-compare-top>\s*<img src="/i/{first.output_image_id}\.png"', html)
+    top = rf'compare__side--a" data-compare-top>\s*<img src="/i/{first.output_image_id}\.png"'
+    assert re.search(top, html)
     assert "<html" in full.get_data(as_text=True) and "Timeline" in full.get_data(as_text=True)
 
 
