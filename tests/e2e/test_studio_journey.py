@@ -9,11 +9,20 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from app import queue
 from app.extensions import db
 from app.services import accounts, generations, projects
 from tests import factories
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def stop_worker(live_server):
+    """Stop the live server's embedded worker with the test (live_server leaves it running)."""
+    yield
+    queue.stop(live_server.app)
+
 
 EMAIL = "studio@example.com"
 PASSWORD = "a long studio password"

@@ -8,10 +8,19 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from app import queue
 from app.services import accounts, flows, images, projects
 from tests import factories
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def stop_worker(live_server):
+    """Stop the live server's embedded worker with the test (live_server leaves it running)."""
+    yield
+    queue.stop(live_server.app)
+
 
 EMAIL = "pages@example.com"
 PASSWORD = "a long pages password"
