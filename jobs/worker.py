@@ -19,6 +19,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.cron import CronScheduler
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.queue import MAINTENANCE_QUEUE, QUEUES
 from jobs import app_context, generate, maintenance
@@ -95,7 +96,10 @@ def _preload(app: Flask) -> None:
     get_provider(app.config)
     configure_mappers()
     with app.app_context():
-        generations.warm_up()
+        try:
+            generations.warm_up()
+        except SQLAlchemyError as exc:  # the database may come up later; jobs will retry
+            log.warning("warm-up skipped: %s", exc)
 
 
 def run_worker(app: Flask, connection: Redis, *, burst: bool = False) -> bool:

@@ -758,6 +758,8 @@ def _announce(generation_id: str) -> None:
 
 def _load_references(generation: Generation) -> list[Reference]:
     ids = [ref["imageId"] for ref in generation.reference_images or []]
+    if not ids:
+        return []
     rows = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_(ids)))}
     storage = get_storage()
     loaded = []

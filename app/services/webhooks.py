@@ -21,7 +21,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -241,7 +241,7 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None]:
     return response.status_code, f"HTTP {response.status_code}"
 
 
-def deliver_due(now: Any = None) -> int:
+def deliver_due(now: datetime | None = None) -> int:
     """Queue the tries whose time has passed without being made (lost schedule, dead worker)."""
     now = now or utcnow()
     ids = db.session.scalars(
