@@ -55,6 +55,8 @@ def init_app(app: Flask) -> None:
             return
         if uses_api_key() or request.path.startswith("/live/"):
             return
+        if request.path.startswith("/api/") and not current_user.is_authenticated:
+            return  # no session to ride on: the API answers 401 instead
         csrf.protect()
 
     @app.after_request

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import request
 
 from app.api import bp
@@ -10,6 +12,9 @@ from app.api.helpers import json_body, one
 from app.errors import DomainError, Invalid
 from app.models import isoformat
 from app.services import canvas
+
+# RFC 9110 entity tags as the canvas uses them: "7", W/"7", a comma-separated list, or *.
+IF_MATCH = re.compile(r'\*|(W/)?"[0-9]+"( *, *(W/)?"[0-9]+")*')
 
 
 class PreconditionRequired(DomainError):
@@ -26,17 +31,18 @@ def _respond(found: canvas.Canvas):
 
 
 def _expected_versions() -> set[int] | None:
-    """The versions If-Match accepts; None for `*` (any). Missing → 428."""
-    if not request.headers.get("If-Match", "").strip():
+    """The versions If-Match names; None for `*` (any). Missing → 428, malformed → 400."""
+    header = request.headers.get("If-Match", "")
+    if not header.strip():
         raise PreconditionRequired()
-    if request.if_match.star_tag:
+    if not IF_MATCH.fullmatch(header):
+        raise Invalid(
+            'If-Match must be the ETag of a canvas version, such as "7"',
+            details={"If-Match": "expected a quoted version number or *"},
+        )
+    if header == "*":
         return None
-    versions = set()
-    for tag in request.if_match.as_set(include_weak=True):
-        if not tag.isdigit():
-            raise Invalid('If-Match must be a canvas version such as "7"')
-        versions.add(int(tag))
-    return versions
+    return {int(version) for version in re.findall(r'"([0-9]+)"', header)}
 
 
 @bp.get("/canvas")
@@ -46,6 +52,6 @@ def get_canvas():
 
 @bp.put("/canvas")
 def put_canvas():
-    body = json_body()
     expected = _expected_versions()
+    body = json_body()
     return _respond(canvas.save_canvas(principal().project.id, body.get("state"), expected))

@@ -46,7 +46,7 @@ def list_flows():
 @bp.post("/flows")
 def create_flow():
     body = json_body() if request.get_data() else {}
-    flow = flows.create_flow(principal().project.id, body.get("meta"))
+    flow = flows.create_flow(principal().project.id, flows.validate_meta(body.get("meta", {})))
     return _one_flow(flow, 201)
 
 

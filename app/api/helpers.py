@@ -13,6 +13,7 @@ from app.errors import Invalid
 T = TypeVar("T")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_OFFSET = 2**31 - 1
 
 
 def json_body() -> dict[str, Any]:
@@ -39,6 +40,8 @@ def pagination_args() -> tuple[int, int]:
             continue
         if value < 0:
             errors[name] = "must be a non-negative integer"
+        elif name == "offset" and value > MAX_OFFSET:
+            errors[name] = f"must be at most {MAX_OFFSET}"
         values[name] = value
     if errors:
         raise Invalid("Invalid pagination parameters", details=errors)

@@ -18,15 +18,16 @@ from app.web.live import image_response
 def live_image():
     caller = principal()
     prompt, ratio = live.clean_request(
-        caller.project, request.args.get("prompt"), request.args.get("aspectRatio")
+        caller.project.default_aspect_ratio,
+        request.args.get("prompt"),
+        request.args.get("aspectRatio"),
     )
     identity = ratelimit.caller_identity()
     served = live.serve(
-        caller.project,
-        caller.user,
+        caller.project.id,
         prompt=prompt,
         aspect_ratio=ratio,
-        api_key=caller.api_key,
+        payer=lambda: live.Payer(caller.project, caller.user, caller.api_key),
         admit=lambda: ratelimit.consume(ratelimit.GENERATION_BUDGET, identity),
     )
     return image_response(served)
@@ -37,8 +38,8 @@ def sign_live_url():
     project = principal().project
     prompt = request.args.get("prompt", "")
     ratio = request.args.get("aspectRatio", "")
-    live.clean_request(project, prompt, ratio)
-    exp = request.args.get("exp")
+    live.clean_request(project.default_aspect_ratio, prompt, ratio)
+    exp = request.args.get("exp") or None
     if exp is not None and not exp.isdigit():
         raise Invalid("exp must be unix seconds", details={"exp": "must be an integer"})
     params = {"prompt": prompt}

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.api import bp
+from app.api.canvas import IF_MATCH
 from app.models import IMAGE_SOURCES, STAGES, STATUSES, TRANSACTION_TYPES
 from app.providers.base import ASPECT_RATIOS, TEMPLATES
 from app.services.aliases import ALIAS_RE
@@ -28,7 +29,7 @@ def ref(name: str) -> Schema:
 
 
 def nullable(schema: Schema) -> Schema:
-    if "$ref" in schema:
+    if "$ref" in schema or "not" in schema:
         return {"anyOf": [schema, {"type": "null"}]}
     kind = schema["type"]
     return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
@@ -47,7 +48,16 @@ BOOLEAN = {"type": "boolean"}
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time"}
 FREE_OBJECT = {"type": "object", "additionalProperties": True}
-ALIAS = {"type": "string", "pattern": ALIAS_RE.pattern, "examples": ["@hero"]}
+ALIAS_FORMAT = {"type": "string", "pattern": ALIAS_RE.pattern}
+ALIAS = {
+    **ALIAS_FORMAT,
+    "not": {"pattern": "^@([Ll][Aa][Ss][Tt]|[Ff][Ii][Rr][Ss][Tt]|[Uu][Pp][Ll][Oo][Aa][Dd])$"},
+    "description": "@last, @first and @upload are reserved.",
+    "examples": ["@hero"],
+}
+# Not blank: one character that is neither whitespace nor an information separator (U+001C to
+# U+001F, which Python's str.split and str.strip also treat as whitespace).
+TEXT = {"type": "string", "pattern": "[^\\s\\u001c-\\u001f]", "description": "Not blank."}
 ASPECT_RATIO = {"type": "string", "enum": list(ASPECT_RATIOS)}
 META = {**FREE_OBJECT, "description": "Free JSON, at most 16 KB once encoded."}
 
@@ -179,7 +189,7 @@ SCHEMAS: dict[str, Schema] = {
             "aliases": {
                 "type": "object",
                 "additionalProperties": UUID,
-                "propertyNames": {"pattern": ALIAS_RE.pattern},
+                "propertyNames": ALIAS,
             }
         },
         ["aliases"],
@@ -236,7 +246,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "GenerationCreate": obj(
         {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": 4000},
+            "prompt": {**TEXT, "maxLength": 4000},
             "negativePrompt": STRING,
             "aspectRatio": ASPECT_RATIO,
             "referenceImages": {
@@ -291,7 +301,7 @@ SCHEMAS: dict[str, Schema] = {
             "defaultModel": nullable(STRING),
             "liveSecret": STRING,
             "liveAllowedOrigins": {"type": "array", "items": STRING},
-            "liveDailyLimit": nullable({"type": "integer", "minimum": 0}),
+            "liveDailyLimit": nullable({"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
             "webhookSecret": STRING,
             "createdAt": TIME,
         },
@@ -299,11 +309,11 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ProjectUpdate": obj(
         {
-            "name": {"type": "string", "minLength": 1, "maxLength": 120},
+            "name": {**TEXT, "maxLength": 120},
             "defaultAspectRatio": ASPECT_RATIO,
-            "defaultModel": nullable({"type": "string", "minLength": 1}),
-            "liveAllowedOrigins": {"type": "array", "items": {"type": "string", "minLength": 1}},
-            "liveDailyLimit": nullable({"type": "integer", "minimum": 0}),
+            "defaultModel": nullable(TEXT),
+            "liveAllowedOrigins": {"type": "array", "items": TEXT},
+            "liveDailyLimit": nullable({"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
         }
     ),
     "Canvas": obj(
@@ -439,7 +449,14 @@ def path_param(name: str, schema: Schema = UUID, description: str | None = None)
 
 
 def query(name: str, schema: Schema, description: str | None = None) -> Schema:
-    param = {"name": name, "in": "query", "required": False, "schema": schema}
+    """An optional query parameter; sent empty, it counts as absent."""
+    param = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "allowEmptyValue": True,
+        "schema": schema,
+    }
     if description:
         param["description"] = description
     return param
@@ -451,7 +468,7 @@ PAGE = [
         {"type": "integer", "minimum": 0, "default": 20},
         "Page size; values above 100 are clamped to 100.",
     ),
-    query("offset", {"type": "integer", "minimum": 0, "default": 0}),
+    query("offset", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0}),
 ]
 INCLUDE_DELETED = query("includeDeleted", {"type": "boolean", "default": False})
 IMAGE_ID = path_param("imageId")
@@ -469,7 +486,7 @@ LIVE_HEADERS = {
     "Cache-Control": {"schema": STRING, "required": True},
 }
 LIVE_PARAMS = [
-    query("prompt", {"type": "string", "minLength": 1, "maxLength": 4000}),
+    {"name": "prompt", "in": "query", "required": True, "schema": {**TEXT, "maxLength": 4000}},
     query("aspectRatio", ASPECT_RATIO, "Default: the project's default ratio."),
 ]
 GENERATION_ACCEPTED = _ok(
@@ -730,7 +747,7 @@ def _paths() -> dict[str, Schema]:
                 "Images",
                 {200: _ok("The image and where the alias was found", data_of(ref("Resolved")))},
                 params=[
-                    path_param("alias", {"type": "string", "pattern": ALIAS_RE.pattern}),
+                    path_param("alias", ALIAS_FORMAT),
                     query("flowId", UUID),
                 ],
             )
@@ -909,7 +926,7 @@ def _paths() -> dict[str, Schema]:
                         "name": "If-Match",
                         "in": "header",
                         "required": True,
-                        "schema": {"type": "string", "pattern": '^(\\*|(W/)?"[0-9]+")$'},
+                        "schema": {"type": "string", "pattern": "^(" + IF_MATCH.pattern + ")$"},
                         "example": '"7"',
                     }
                 ],

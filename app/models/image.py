@@ -45,6 +45,10 @@ class Image(db.Model):
     __table_args__ = (
         UniqueConstraint("project_id", "alias", name="uq_images_project_alias"),
         Index("ix_images_project_deleted_created", "project_id", "deleted_at", "created_at"),
+        # Newest-first pages and technical aliases walk these backwards (migration 0002_api):
+        # `deleted_at IS NULL` cannot give the index above its order, these can.
+        Index("ix_images_project_created", "project_id", "created_at", "id"),
+        Index("ix_images_project_source_created", "project_id", "source", "created_at", "id"),
         Index("ix_images_flow_created", "flow_id", "created_at"),
         Index("ix_images_deleted_at", "deleted_at"),
     )

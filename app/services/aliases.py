@@ -35,7 +35,7 @@ class Resolved:
 
 def validate_alias(alias: object, *, field: str = "alias") -> str:
     """The alias itself when well-formed and not reserved; else 400 INVALID_ALIAS/RESERVED_ALIAS."""
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias):
+    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
         raise Invalid(
             "Alias must be @ followed by a letter or digit and up to 49 letters, digits, - or _",
             code="INVALID_ALIAS",

@@ -125,7 +125,7 @@ def list_images(project_id: str, *, limit: int, offset: int, **filters: Any) -> 
 
 def resolve(project_id: str, alias: str, flow_id: str | None = None) -> aliases.Resolved:
     """GET /images/resolve/{alias}: the 3-tier rules; unknown → 404 "Image not found"."""
-    if not aliases.ALIAS_RE.match(alias):
+    if not aliases.ALIAS_RE.fullmatch(alias):
         aliases.validate_alias(alias)
     flow = flows.get_flow(project_id, flow_id) if flow_id is not None else None
     return aliases.resolve_or_404(project_id, alias, flow.id if flow else None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import (
@@ -52,14 +52,23 @@ SECRET_OVERLAP = timedelta(hours=24)
 LOCK_TTL_MS = 30_000  # covers deciding and queueing; the wait itself happens outside the lock
 POLL_SECONDS = 0.05
 IN_FLIGHT = ("pending", "processing")
+SETTINGS_TTL = 5.0
 
 
 @dataclass(frozen=True)
 class Served:
-    image: Image
+    """What a live request answers: the image's bytes location and the cache outcome."""
+
+    image_id: str
+    storage_key: str
+    mime_type: str
+    sha256: str
     cache_status: str  # "HIT" | "MISS"
     hit_count: int
     generation_id: str | None
+
+
+SERVED_COLUMNS = (Image.id, Image.storage_key, Image.mime_type, Image.sha256)
 
 
 # --- request values -------------------------------------------------------------------------
@@ -74,7 +83,7 @@ def cache_key(prompt: str, aspect_ratio: str) -> str:
 
 
 def clean_request(
-    project: Project, prompt: str | None, aspect_ratio: str | None
+    default_ratio: str | None, prompt: str | None, aspect_ratio: str | None
 ) -> tuple[str, str]:
     """(normalised prompt, aspect ratio); the project's default ratio when none is given."""
     text = normalise_prompt(prompt or "")
@@ -85,7 +94,7 @@ def clean_request(
             f"Prompt must be at most {MAX_PROMPT} characters",
             details={"prompt": f"at most {MAX_PROMPT} characters"},
         )
-    ratio = aspect_ratio or project.default_aspect_ratio or "1:1"
+    ratio = aspect_ratio or default_ratio or "1:1"
     if ratio not in ASPECT_RATIOS:
         raise Invalid("Invalid aspect ratio", code="INVALID_ASPECT_RATIO")
     return text, ratio
@@ -107,16 +116,75 @@ def sign(project: Project, prompt: str, aspect_ratio: str, exp: str | None = Non
     return signature(project.live_secret, project.id, aspect_ratio, prompt, exp)
 
 
-def public_project(project_id: str) -> Project:
-    """The project a public live URL names; unknown ids get the same 403 as a bad signature."""
+@dataclass(frozen=True)
+class LiveSettings:
+    """What a public live request needs from its project (cached per process, see below)."""
+
+    project_id: str
+    secret: str
+    previous_secret: str | None
+    rotated_at: datetime | None
+    allowed_origins: tuple[str, ...]
+    default_aspect_ratio: str
+
+    @classmethod
+    def of(cls, project: Project) -> LiveSettings:
+        return cls(
+            project_id=project.id,
+            secret=project.live_secret,
+            previous_secret=project.live_secret_previous,
+            rotated_at=project.live_secret_rotated_at,
+            allowed_origins=tuple(project.live_allowed_origins or ()),
+            default_aspect_ratio=project.default_aspect_ratio,
+        )
+
+
+def public_settings(project_id: str, *, fresh: bool = False) -> LiveSettings:
+    """The live settings of a project, from a per-process cache of SETTINGS_TTL seconds.
+
+    A HIT then needs no query for its project. A URL signed with a just-rotated secret still
+    works at once (a failed check reloads, see `authorize_public`); what can lag by up to the
+    TTL is the end of the previous secret's 24 h and a change of allowed origins.
+    Unknown ids get the same 403 as a bad signature.
+    """
+    cache = current_app.extensions.setdefault("pictor.live_settings", {})
+    now = time.monotonic()
+    cached = cache.get(project_id)
+    if cached is not None and not fresh and cached[0] > now:
+        return cached[1]
     project = db.session.get(Project, project_id) if is_uuid(project_id) else None
     if project is None:
+        cache.pop(project_id, None)
         raise _bad_signature()
-    return project
+    settings = LiveSettings.of(project)
+    cache[project_id] = (now + SETTINGS_TTL, settings)
+    return settings
+
+
+def authorize_public(
+    project_id: str,
+    *,
+    prompt: str,
+    aspect_ratio: str,
+    sig: str | None,
+    exp: str | None,
+    origin: str | None,
+    referer: str | None,
+) -> LiveSettings:
+    """The checks of a public live URL, before anything is looked up, queued or charged:
+    signature (403), expiry (410), origin (403)."""
+    settings = public_settings(project_id)
+    try:
+        verify(settings, prompt=prompt, aspect_ratio=aspect_ratio, sig=sig, exp=exp)
+    except Forbidden:
+        settings = public_settings(project_id, fresh=True)
+        verify(settings, prompt=prompt, aspect_ratio=aspect_ratio, sig=sig, exp=exp)
+    check_origin(settings, origin, referer)
+    return settings
 
 
 def verify(
-    project: Project,
+    settings: LiveSettings,
     *,
     prompt: str,
     aspect_ratio: str,
@@ -127,14 +195,14 @@ def verify(
     """403 unless `sig` was made with the live secret (or the previous one, for 24 h after a
     rotation) over exactly these values; 410 once a signed `exp` has passed."""
     now = now or utcnow()
-    secrets_ = [project.live_secret]
-    rotated = project.live_secret_rotated_at
-    if project.live_secret_previous and rotated is not None and now - rotated < SECRET_OVERLAP:
-        secrets_.append(project.live_secret_previous)
+    secrets_ = [settings.secret]
+    rotated = settings.rotated_at
+    if settings.previous_secret and rotated is not None and now - rotated < SECRET_OVERLAP:
+        secrets_.append(settings.previous_secret)
     given = (sig or "").encode()
     matches = [
         hmac.compare_digest(
-            signature(secret, project.id, aspect_ratio, prompt, exp).encode(), given
+            signature(secret, settings.project_id, aspect_ratio, prompt, exp).encode(), given
         )
         for secret in secrets_
     ]
@@ -151,9 +219,9 @@ def _bad_signature() -> Forbidden:
     return Forbidden("Invalid or missing signature", details={"sig": "invalid"})
 
 
-def check_origin(project: Project, origin: str | None, referer: str | None) -> None:
+def check_origin(settings: LiveSettings, origin: str | None, referer: str | None) -> None:
     """When the project lists allowed origins, the Origin (else Referer) host must be one."""
-    allowed = project.live_allowed_origins or []
+    allowed = settings.allowed_origins
     if not allowed:
         return
     netloc = _netloc(origin) or _netloc(referer)
@@ -171,24 +239,42 @@ def _netloc(url: str | None) -> str | None:
 # --- serving --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Payer:
+    """Who a MISS is generated and charged for."""
+
+    project: Project
+    user: User
+    api_key: ApiKey | None = None
+
+
+def owner_pays(project_id: str) -> Payer:
+    """The payer of a public live URL: its project (read now, not from the cache) and owner."""
+    project = db.session.get(Project, project_id)
+    if project is None:
+        raise _bad_signature()
+    return Payer(project, project.owner)
+
+
 def serve(
-    project: Project,
-    user: User,
+    project_id: str,
     *,
     prompt: str,
     aspect_ratio: str,
-    api_key: ApiKey | None = None,
+    payer: Callable[[], Payer],
     admit: Callable[[], None] | None = None,
 ) -> Served:
     """The image for a (clean) prompt and ratio: the cache entry (HIT) or a generation (MISS).
 
-    `admit` is called right before a generation is started (the caller's rate limit); nothing
-    is queued or charged when it raises.
+    `payer` is only called for a MISS. `admit` is called right before a generation is started
+    (the caller's rate limit); nothing is queued or charged when it raises.
     """
     key = cache_key(prompt, aspect_ratio)
-    hit = _hit(project.id, key)
+    hit = _hit(project_id, key)
     if hit is not None:
         return hit
+    found = payer()
+    project, user, api_key = found.project, found.user, found.api_key
     deadline = time.monotonic() + current_app.config["LIVE_WAIT_SECONDS"]
     gen = _generation_for(project, user, key, prompt, aspect_ratio, api_key, admit, deadline)
     if isinstance(gen, Served):
@@ -196,27 +282,57 @@ def serve(
     return _finish(project, key, prompt, aspect_ratio, gen, deadline)
 
 
+_ALIVE_ENTRY = (
+    LiveCacheEntry.project_id == bindparam("live_project"),
+    LiveCacheEntry.cache_key == bindparam("live_key"),
+    LiveCacheEntry.image_id == Image.id,
+    Image.deleted_at.is_(None),
+)
+_COUNTED = {"hit_count": LiveCacheEntry.hit_count + 1, "last_hit_at": bindparam("hit_at")}
+# Built once: a HIT is the hottest path of the API, and building statements costs more than
+# running them.
+_HIT_POSTGRES = (
+    update(LiveCacheEntry)
+    .where(*_ALIVE_ENTRY)
+    .values(**_COUNTED)
+    .returning(
+        *SERVED_COLUMNS,
+        LiveCacheEntry.hit_count,
+        func.set_config("synchronous_commit", "off", True),
+    )
+)
+_FIND_ENTRY = select(LiveCacheEntry.id, *SERVED_COLUMNS).where(*_ALIVE_ENTRY)
+_COUNT_HIT = (
+    update(LiveCacheEntry)
+    .where(LiveCacheEntry.id == bindparam("live_entry"))
+    .values(**_COUNTED)
+    .returning(LiveCacheEntry.hit_count)
+)
+
+
 def _hit(project_id: str, key: str) -> Served | None:
-    found = db.session.execute(
-        select(LiveCacheEntry.id, Image)
-        .join(Image, Image.id == LiveCacheEntry.image_id)
-        .where(
-            LiveCacheEntry.project_id == project_id,
-            LiveCacheEntry.cache_key == key,
-            Image.deleted_at.is_(None),
-        )
-    ).first()
-    if found is None:
-        return None
-    entry_id, image = found
-    hits = db.session.execute(
-        update(LiveCacheEntry)
-        .where(LiveCacheEntry.id == entry_id)
-        .values(hit_count=LiveCacheEntry.hit_count + 1, last_hit_at=utcnow())
-        .returning(LiveCacheEntry.hit_count)
-    ).scalar_one()
-    db.session.commit()
-    return Served(image, "HIT", hits, None)
+    """Count a hit and answer the cached image (never a deleted one), or None on a miss.
+
+    Runs on its own autocommitting connection, outside the request's transaction. PostgreSQL
+    does it in one round trip: UPDATE … FROM images … RETURNING, with the synchronous commit
+    off for that statement — a hit count is worth less than a disk flush per image served (a
+    crash may lose the last few increments, never an image). SQLite cannot return columns of
+    the joined table, so there it reads, then updates.
+    """
+    params = {"live_project": project_id, "live_key": key, "hit_at": utcnow()}
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.dialect.name == "postgresql":
+            found = conn.execute(_HIT_POSTGRES, params).first()
+            if found is None:
+                return None
+            *image, hits, _ = found
+        else:
+            found = conn.execute(_FIND_ENTRY, params).first()
+            if found is None:
+                return None
+            entry_id, *image = found
+            hits = conn.execute(_COUNT_HIT, {**params, "live_entry": entry_id}).scalar_one()
+    return Served(*image, "HIT", hits, None)
 
 
 def _reusable(project_id: str, key: str) -> Generation | None:
@@ -378,12 +494,13 @@ def _finish(
     image = db.session.get(Image, gen.output_image_id) if gen.output_image_id else None
     if image is None or image.deleted_at is not None:
         raise Conflict("The live image was deleted", code="INVALID_STATE")
-    hit_count = _store(project.id, key, prompt, aspect_ratio, image, gen_id)
-    return Served(image, "MISS", hit_count, gen_id)
+    columns = (image.id, image.storage_key, image.mime_type, image.sha256)
+    hit_count = _store(project.id, key, prompt, aspect_ratio, image.id, gen_id)
+    return Served(*columns, "MISS", hit_count, gen_id)
 
 
 def _store(
-    project_id: str, key: str, prompt: str, aspect_ratio: str, image: Image, gen_id: str
+    project_id: str, key: str, prompt: str, aspect_ratio: str, image_id: str, gen_id: str
 ) -> int:
     """Point the project's entry for `key` at `image` (insert, or repoint a stale one)."""
     for _attempt in range(2):
@@ -398,13 +515,13 @@ def _store(
                 cache_key=key,
                 prompt=prompt,
                 aspect_ratio=aspect_ratio,
-                image_id=image.id,
+                image_id=image_id,
                 generation_id=gen_id,
                 hit_count=0,
             )
             db.session.add(entry)
-        elif entry.image_id != image.id:
-            entry.image_id = image.id
+        elif entry.image_id != image_id:
+            entry.image_id = image_id
             entry.generation_id = gen_id
         try:
             db.session.commit()

@@ -41,8 +41,8 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _clean_name(name: str | None) -> str:
-    name = (name or "").strip()
+def _clean_name(name: object) -> str:
+    name = (name if isinstance(name, str) else "").strip()
     if not name:
         raise Invalid("Name is required", code="NAME_REQUIRED", details={"name": "required"})
     if len(name) > MAX_NAME:
@@ -186,8 +186,10 @@ def update_settings(project: Project, changes: dict[str, Any]) -> Project:
             project.live_allowed_origins = [_origin_host(v) for v in value]
     if "liveDailyLimit" in changes:
         value = changes["liveDailyLimit"]
+        if isinstance(value, float) and value.is_integer():  # JSON has one number type
+            value = int(value)
         if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**31 - 1
         ):
             errors["liveDailyLimit"] = "must be a non-negative integer or null"
         else:

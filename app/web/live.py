@@ -19,12 +19,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 def image_response(served: live.Served) -> Response:
     """The image bytes with the cache headers of API.md §7 (used by both live routes)."""
-    image = served.image
-    response = Response(get_storage().get(image.storage_key), mimetype=image.mime_type)
+    response = Response(get_storage().get(served.storage_key), mimetype=served.mime_type)
     response.headers["Cache-Control"] = IMMUTABLE
-    response.headers["ETag"] = f'"{image.sha256}"'
+    response.headers["ETag"] = f'"{served.sha256}"'
     response.headers["X-Cache-Status"] = served.cache_status
-    response.headers["X-Image-Id"] = image.id
+    response.headers["X-Image-Id"] = served.image_id
     if served.cache_status == "HIT":
         response.headers["X-Cache-Hit-Count"] = str(served.hit_count)
     if served.generation_id:
@@ -35,21 +34,23 @@ def image_response(served: live.Served) -> Response:
 @bp.get("/live/<project_id>")
 def live_image(project_id: str):
     args = request.args
-    project = live.public_project(project_id)
-    live.verify(
-        project,
+    settings = live.authorize_public(
+        project_id,
         prompt=args.get("prompt", ""),
         aspect_ratio=args.get("aspectRatio", ""),
         sig=args.get("sig"),
-        exp=args.get("exp"),
+        exp=args.get("exp") or None,
+        origin=request.headers.get("Origin"),
+        referer=request.headers.get("Referer"),
     )
-    live.check_origin(project, request.headers.get("Origin"), request.headers.get("Referer"))
-    prompt, ratio = live.clean_request(project, args.get("prompt"), args.get("aspectRatio"))
+    prompt, ratio = live.clean_request(
+        settings.default_aspect_ratio, args.get("prompt"), args.get("aspectRatio")
+    )
     served = live.serve(
-        project,
-        project.owner,
+        settings.project_id,
         prompt=prompt,
         aspect_ratio=ratio,
-        admit=lambda: ratelimit.consume(ratelimit.GENERATION_BUDGET, f"project:{project.id}"),
+        payer=lambda: live.owner_pays(settings.project_id),
+        admit=lambda: ratelimit.consume(ratelimit.GENERATION_BUDGET, f"project:{project_id}"),
     )
     return image_response(served)

@@ -58,10 +58,12 @@ def test_missing_if_match_is_428(api):
 
 def test_weak_unquoted_and_star_etags(api):
     assert _put(api, {"n": 1}, 'W/"0"').status_code == 200
-    assert _put(api, {"n": 2}, "1").status_code == 200
-    assert _put(api, {"n": 3}, '"9", "2"').status_code == 200
-    assert _put(api, {"n": 4}, "*").get_json()["data"]["version"] == 4
-    assert _put(api, {"n": 5}, '"abc"').status_code == 400
+    assert _put(api, {"n": 2}, '"9", "1"').status_code == 200
+    assert _put(api, {"n": 3}, "*").get_json()["data"]["version"] == 3
+    for malformed in ('"abc"', "3", '"3', '*, "3"'):
+        response = _put(api, {"n": 4}, malformed)
+        assert response.status_code == 400, malformed
+    assert api.get("/api/v1/canvas").get_json()["data"]["version"] == 3
 
 
 @pytest.mark.parametrize("state", [None, [], "text", 3])

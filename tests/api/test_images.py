@@ -424,3 +424,23 @@ def test_purge_removes_records_and_files_past_retention_only(app, project):
     assert db.session.get(Image, alive_id) is not None
     assert images.purge_expired(now=utcnow() + timedelta(days=2)) == 1
     assert images.purge_expired() == 0
+
+
+def test_total_is_counted_up_to_a_cap_then_estimated(api, project, backend, monkeypatch):
+    from app.services import listing
+
+    monkeypatch.setattr(listing, "EXACT_COUNT_CAP", 3)
+    for _ in range(5):
+        factories.make_image(project)
+    pagination = api.get("/api/v1/images?limit=2").get_json()["pagination"]
+    assert pagination["hasMore"] is True
+    if backend == "sqlite":
+        assert pagination["total"] == 5  # exact: SQLite is the small embedded mode
+    else:
+        assert pagination["total"] >= 4  # the planner's estimate, never below what was seen
+    assert api.get("/api/v1/images?limit=2&offset=4").get_json()["pagination"] == {
+        "total": 5,
+        "limit": 2,
+        "offset": 4,
+        "hasMore": False,
+    }

@@ -211,7 +211,15 @@ def test_expired_url_is_410_and_a_future_one_works(client, project):
     assert client.get(public_url(project, exp=int(time.time()) + 60)).status_code == 200
 
 
-def test_previous_secret_keeps_working_for_24_hours_after_rotation(client, project):
+def test_a_rotated_secret_works_at_once_although_settings_are_cached(client, project):
+    cache(project)
+    assert client.get(public_url(project)).status_code == 200  # settings now cached
+    projects.rotate_live_secret(project)
+    assert client.get(public_url(project)).status_code == 200
+
+
+def test_previous_secret_keeps_working_for_24_hours_after_rotation(client, project, monkeypatch):
+    monkeypatch.setattr(live, "SETTINGS_TTL", 0)  # every request reads the project afresh
     cache(project)
     old_secret = project.live_secret
     projects.rotate_live_secret(project)
