@@ -128,6 +128,33 @@ def make_flow(project: Project, meta: dict | None = None):
     return flows.create_flow(project.id, meta)
 
 
+def make_generation(
+    project: Project,
+    user: User,
+    prompt: str = "a red fox in the snow",
+    *,
+    run: bool = True,
+    fail: tuple[str, str] | None = None,
+    **params: Any,
+):
+    """A generation accepted (and charged) by the real service, then run in this process
+    (success), ended with `fail=(code, message)`, or left pending with `run=False`."""
+    from app.services import generations
+
+    generation, _ = generations.create(project, user, {"prompt": prompt, **params}, enqueue=False)
+    if fail is not None:
+        generations.fail(generation.id, *fail)
+    elif run:
+        generations.run(generation.id)
+    return generations.get_generation(project.id, generation.id)
+
+
+def post_form(client, path: str, data: dict | None = None, headers: dict | None = None):
+    """POST a form the way a page does: with the CSRF token from a signed-in page."""
+    token = csrf_token(client, "/projects")
+    return client.post(path, data={**(data or {}), "csrf_token": token}, headers=headers)
+
+
 def upload_image(api: ApiClient, data: bytes | None, filename: str = "photo.png", **fields: Any):
     """POST /api/v1/images/upload as multipart, the way an API client sends a file."""
     import io

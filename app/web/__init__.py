@@ -4,9 +4,9 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from app.web import admin, auth, billing, keys, live, media, ops, projects
+    from app.web import admin, auth, billing, keys, live, media, ops, projects, studio
 
-    for module in (auth, projects, keys, billing, admin, ops, media, live):
+    for module in (auth, projects, studio, keys, billing, admin, ops, media, live):
         app.register_blueprint(module.bp)
 
     from app.web import metrics

@@ -97,13 +97,3 @@ def delete(project_id: str):
     else:
         flash(f"Deleted “{name}”.", "success")
     return redirect_to(url_for("projects.index"))
-
-
-# One project ------------------------------------------------------------------------------
-
-
-@bp.get("/projects/<project_id>")
-@login_required
-def canvas(project_id: str):
-    project = projects.get_project(current_user, project_id)
-    return render_page("projects/canvas.html", project=project)

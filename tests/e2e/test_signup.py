@@ -111,7 +111,7 @@ def test_projects_create_rename_and_delete(page: Page):
     dialog.get_by_label("Project name").fill("Autumn campaign")
     dialog.get_by_role("button", name="Create project").click()
     expect(page.get_by_role("heading", name="Autumn campaign")).to_be_visible()
-    expect(page.get_by_text("Studio coming soon")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Prompt")).to_be_visible()  # the studio canvas
 
     page.get_by_role("link", name="Projects").first.click()
     page.get_by_role("link", name="Rename Autumn campaign").click()

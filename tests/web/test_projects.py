@@ -1,4 +1,4 @@
-"""The projects page: cards, create, inline rename, delete, and the project placeholder page."""
+"""The projects page: cards, create, inline rename and delete."""
 
 from __future__ import annotations
 
@@ -187,14 +187,6 @@ def test_empty_state_when_there_are_no_projects(signed_in, project):
 
     assert "No projects yet" in page
     assert 'data-open-dialog="new-project"' in page
-
-
-def test_project_page_is_a_placeholder_with_the_name(signed_in, project):
-    response = signed_in.get(f"/projects/{project.id}")
-
-    assert response.status_code == 200
-    page = response.get_data(as_text=True)
-    assert "My first project" in page and "Studio coming soon" in page
 
 
 class TestAnotherUsersProject:
