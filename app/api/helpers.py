@@ -33,9 +33,8 @@ def pagination_args() -> tuple[int, int]:
         if raw is None or raw == "":
             values[name] = default
             continue
-        try:
-            value = int(raw)
-        except ValueError:
+        value = _integer(raw)
+        if value is None:
             errors[name] = "must be a non-negative integer"
             continue
         if value < 0:
@@ -46,6 +45,19 @@ def pagination_args() -> tuple[int, int]:
     if errors:
         raise Invalid("Invalid pagination parameters", details=errors)
     return min(values["limit"], MAX_LIMIT), values["offset"]
+
+
+def _integer(raw: str) -> int | None:
+    """An integer query value; `5.0` counts too (JSON Schema calls it an integer)."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
 
 
 def bool_arg(name: str, default: bool = False) -> bool:
