@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 GENERATION_QUEUE = "generations"
 MAINTENANCE_QUEUE = "maintenance"
-QUEUES = (GENERATION_QUEUE, MAINTENANCE_QUEUE)
+# Workers take jobs in this order. Maintenance first: the sweeper, webhook deliveries and resets
+# are short, and behind a backlog of generations they would starve (a lost job never swept).
+QUEUES = (MAINTENANCE_QUEUE, GENERATION_QUEUE)
 # Held by the one process that enqueues the periodic jobs (jobs/worker.py; flask doctor reads it).
 CRON_LEADER_KEY = "pictor:cron:leader"
 UNAVAILABLE = "The job queue is unavailable, try again shortly"

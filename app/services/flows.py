@@ -145,7 +145,9 @@ def list_query(project_id: str) -> Select[Any]:
 
 
 def list_flows(project_id: str, *, limit: int, offset: int) -> Page[Flow]:
-    return fetch_page(list_query(project_id), limit=limit, offset=offset)
+    return fetch_page(
+        list_query(project_id), limit=limit, offset=offset, memo=("flows", project_id)
+    )
 
 
 def alias_maps(flow_ids: list[str]) -> dict[str, dict[str, str]]:
@@ -189,7 +191,7 @@ def images_query(flow: Flow) -> Select[Any]:
 
 
 def flow_images(flow: Flow, *, limit: int, offset: int) -> Page[Image]:
-    return fetch_page(images_query(flow), limit=limit, offset=offset)
+    return fetch_page(images_query(flow), limit=limit, offset=offset, memo=("flow-images", flow.id))
 
 
 def flow_generations(
@@ -201,7 +203,7 @@ def flow_generations(
         .where(Generation.flow_id == flow.id, Generation.deleted_at.is_(None))
         .order_by(Generation.created_at.asc(), Generation.id.asc())
     )
-    found = fetch_page(query, limit=limit, offset=offset)
+    found = fetch_page(query, limit=limit, offset=offset, memo=("flow-generations", flow.id))
     output_ids = [gen.output_image_id for gen in found.items if gen.output_image_id]
     outputs = (
         {

@@ -120,7 +120,8 @@ def list_query(
 
 
 def list_images(project_id: str, *, limit: int, offset: int, **filters: Any) -> Page[Image]:
-    return fetch_page(list_query(project_id, **filters), limit=limit, offset=offset)
+    memo = ("images", project_id, *sorted(filters.items()))
+    return fetch_page(list_query(project_id, **filters), limit=limit, offset=offset, memo=memo)
 
 
 def resolve(project_id: str, alias: str, flow_id: str | None = None) -> aliases.Resolved:

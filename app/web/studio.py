@@ -1047,7 +1047,7 @@ def live_url(project_id: str):
     ratio = request.args.get("aspect_ratio", "")
     context: dict[str, Any] = {"live_prompt": prompt, "live_ratio": ratio}
     try:
-        live.clean_request(project, prompt, ratio)
+        live.clean_request(project.default_aspect_ratio, prompt, ratio)
     except DomainError as exc:
         context["live_error"] = exc.message
         status = 422

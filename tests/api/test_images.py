@@ -444,3 +444,27 @@ def test_total_is_counted_up_to_a_cap_then_estimated(api, project, backend, monk
         "offset": 4,
         "hasMore": False,
     }
+
+
+def test_a_set_known_to_be_large_is_not_counted_again(app, project, backend, monkeypatch):
+    if backend != "postgres":
+        pytest.skip("estimates are PostgreSQL's")
+    from sqlalchemy import event
+
+    from app.services import listing
+
+    monkeypatch.setattr(listing, "EXACT_COUNT_CAP", 2)
+    monkeypatch.setattr(listing, "_known_large", {})
+    for _ in range(4):
+        factories.make_image(project)
+    query = images.list_query(project.id)
+    counts = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda *args: counts.append(args[2]) if "count(" in args[2] else None,
+    )
+    assert listing.count(query, memo="set") >= 3
+    assert len(counts) == 1
+    assert listing.count(query, memo="set") >= 3
+    assert len(counts) == 1  # the second time, only the planner was asked
