@@ -202,7 +202,7 @@ def test_redis_mode_warns_without_workers_and_scheduler_then_sees_them(
     assert checks["workers"] == ("OK", f"1 alive on {worker.hostname}")
     assert checks["scheduler"] == (
         "OK",
-        "running for generations, maintenance; periodic jobs led",
+        "running for maintenance, generations; periodic jobs led",
     )
 
 
