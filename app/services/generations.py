@@ -804,13 +804,12 @@ def _generate(generation: Generation) -> Image:
         model=generation.model,
     )
     _stage(generation.id, "storing", provider_ms=_ms_since(started))
-    return imaging.ingest(
+    return imaging.store(
         generation.project_id,
-        result.data,
+        imaging.judge_output(result.data, text=_png_text(generation, result.model)),
         source="generated",
         flow_id=generation.flow_id,
         generation_id=generation.id,
-        text=_png_text(generation, result.model),
     )
 
 

