@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, flash, request
+from flask import Flask, Response, flash, g, request, session
 from flask_login import current_user, login_url
 
 from app.extensions import csrf, htmx, login_manager
@@ -70,6 +70,19 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if app.config["PRODUCTION"]:
             headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        if current_user and getattr(current_user, "is_authenticated", False):
+        if _signed_in():
             headers.setdefault("Cache-Control", "private, no-store")
         return response
+
+
+def _signed_in() -> bool:
+    """Whether the response is for a signed-in person, without a database lookup of its own.
+
+    The user is looked at only if the request loaded it; otherwise a session naming a user is
+    enough to keep the response out of shared caches (so a 503 page renders with the database
+    down).
+    """
+    user = g.get("_login_user")
+    if user is not None:
+        return bool(user.is_authenticated)
+    return "_user_id" in session

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from flask.wrappers import Response
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from app.errors import DomainError
+from app.errors import DomainError, ServiceUnavailable
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,24 @@ def register_error_handlers(app: Flask) -> None:
             )
         return error_page(status, exc.name, message)
 
+    @app.errorhandler(DBAPIError)
+    def database_error(exc: DBAPIError) -> Response:
+        # A lost or refused connection (the database restarting) is a 503 to retry, not a bug.
+        if not (exc.connection_invalidated or _is_disconnect(exc)):
+            return unexpected(exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+        with suppress(Exception):
+            db.session.rollback()
+        return _unavailable()
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def redis_error(exc: Exception) -> Response:
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.path, exc)
+        with suppress(Exception):
+            db.session.rollback()
+        return _unavailable()
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -95,3 +117,25 @@ def register_error_handlers(app: Flask) -> None:
         if wants_json():
             return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side")
         return error_page(500, "Something went wrong", "We have been notified; try again.")
+
+
+def _is_disconnect(exc: DBAPIError) -> bool:
+    """True for the driver's "cannot connect / connection lost" errors (OperationalError)."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    text = str(exc.orig).lower()
+    return any(
+        sign in text
+        for sign in ("connection", "server closed", "terminating", "shutting down", "starting up")
+    )
+
+
+def _unavailable() -> Response:
+    message = ServiceUnavailable.message
+    # What follows must not need the database: the page is shown as to a visitor.
+    g._login_user = current_app.login_manager.anonymous_user()
+    if wants_json():
+        return envelope(503, ServiceUnavailable.code, message, headers={"Retry-After": "5"})
+    response = error_page(503, "Temporarily unavailable", message)
+    response.headers["Retry-After"] = "5"
+    return response

@@ -79,3 +79,25 @@ def test_pool_recovers_and_in_flight_generation_ends_after_a_database_restart(
     follow_up = api.post("/api/v1/generations", json={"prompt": "after the bounce"})
     assert follow_up.status_code == 202
     assert _wait_for(follow_up.get_json()["data"]["id"], {"success"}, 60) == "success"
+
+
+def test_database_down_is_a_503_envelope_and_a_page_then_recovers(
+    api, client, auth, user, private_postgres
+):
+    auth.login(user.email)
+    assert client.get("/projects").status_code == 200
+    db.session.remove()
+    private_postgres.stop()
+    try:
+        response = api.get("/api/v1/project")
+        assert response.status_code == 503, response.data
+        assert response.headers["Retry-After"] == "5"
+        assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        page = client.get("/projects")
+        assert page.status_code == 503
+        assert "Temporarily unavailable" in page.get_data(as_text=True)
+        assert client.get("/health").status_code == 503
+    finally:
+        private_postgres.start()
+    assert api.get("/api/v1/project").status_code == 200
+    assert client.get("/projects").status_code == 200
