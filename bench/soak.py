@@ -3,7 +3,8 @@
 Runs on loopback only, everything private and thrown away afterwards: a PostgreSQL cluster and a
 redis-server of its own (the shared servers are never touched), `gunicorn -c gunicorn.conf.py`
 with 2 web workers and 2 `flask --app wsgi worker` processes. Load threads send a mix of UI pages,
-API reads, generations and image fetches. Once each, at 1/4, 1/2 and 3/4 of the run, the chaos
+API reads, generations (paced below what the workers finish), live HITs and MISSes (new prompts
+paced the same way), uploads and image fetches. Once each, at 1/4, 1/2 and 3/4 of the run, the chaos
 loop SIGKILLs an RQ worker (and starts a new one), restarts Redis, restarts PostgreSQL.
 
 Then it waits for every accepted generation to end and reports: requests, error rate by status,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import random
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -182,9 +185,24 @@ def seed(stack: Stack) -> list[str]:
 
 
 class Load:
-    def __init__(self, base: str, keys: list[str]) -> None:
+    def __init__(
+        self,
+        base: str,
+        keys: list[str],
+        generations_per_second: float,
+        live_misses_per_second: float,
+    ) -> None:
         self.base = base
         self.keys = keys
+        # Generations are paced below what 2 workers finish, as a real user base's arrival rate
+        # would be: a generator that outruns the workers only measures the backlog it builds.
+        self.generation_interval = 1 / generations_per_second
+        self.next_generation = time.monotonic()
+        # Live: most requests repeat a prompt already drawn (HIT); a new prompt (MISS, which
+        # queues a generation) is paced like the API's generations.
+        self.live_interval = 1 / live_misses_per_second
+        self.next_live_miss = time.monotonic()
+        self.live_prompts: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.statuses: Counter[tuple[str, int]] = Counter()
@@ -194,13 +212,30 @@ class Load:
         self.stop = threading.Event()
 
     def call(
-        self, route: str, method: str, path: str, key: str | None = None, body: dict | None = None
+        self,
+        route: str,
+        method: str,
+        path: str,
+        key: str | None = None,
+        body: dict | None = None,
+        upload: bytes | None = None,
     ) -> tuple[int, dict | None]:
         headers = {"X-API-Key": key} if key else {}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        if upload is not None:
+            boundary = f"soak{random.getrandbits(64):x}"
+            data = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                    f'filename="soak.png"\r\nContent-Type: image/png\r\n\r\n'
+                ).encode()
+                + upload
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         request = urllib.request.Request(
             self.base + path,
             data=data,
@@ -228,12 +263,41 @@ class Load:
             self.statuses[(route, status)] += 1
         return status, payload
 
+    def _generation_due(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if now < self.next_generation:
+                return False
+            self.next_generation = max(self.next_generation + self.generation_interval, now - 1)
+            return True
+
+    def _live_request(self, rng: random.Random, key: str) -> None:
+        with self.lock:
+            now = time.monotonic()
+            miss = now >= self.next_live_miss or not self.live_prompts
+            if miss:
+                self.next_live_miss = max(self.next_live_miss + self.live_interval, now - 1)
+                choice = (key, f"live soak {rng.random():.6f}")
+            else:
+                choice = rng.choice(self.live_prompts)
+        key, prompt = choice
+        query = urllib.parse.urlencode({"prompt": prompt, "aspectRatio": "1:1"})
+        status, _ = self.call(
+            "GET /api/v1/live (MISS)" if miss else "GET /api/v1/live (HIT)",
+            "GET",
+            f"/api/v1/live?{query}",
+            key,
+        )
+        if miss and status == 200:
+            with self.lock:
+                self.live_prompts.append(choice)
+
     def run(self, seed_value: int) -> None:
         rng = random.Random(seed_value)
         while not self.stop.is_set():
             key = rng.choice(self.keys)
             roll = rng.random()
-            if roll < 0.25:
+            if roll < 0.25 and self._generation_due():
                 status, payload = self.call(
                     "POST /api/v1/generations",
                     "POST",
@@ -267,13 +331,32 @@ class Load:
                 with self.lock:
                     path = "/" + rng.choice(self.images[-200:])
                 self.call("GET /i/<id>", "GET", path)
-            elif roll < 0.85:
+            elif roll < 0.8:
                 self.call("GET /login (page)", "GET", "/login")
+            elif roll < 0.87:
+                self._live_request(rng, key)
+            elif roll < 0.9:
+                self.call(
+                    "POST /api/v1/images/upload",
+                    "POST",
+                    "/api/v1/images/upload",
+                    key,
+                    upload=_small_png(rng),
+                )
             elif roll < 0.95:
                 self.call("GET /api/v1/project", "GET", "/api/v1/project", key)
             else:
                 self.call("GET /health", "GET", "/health")
             time.sleep(rng.uniform(0.01, 0.05))
+
+
+def _small_png(rng: random.Random) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    colour = tuple(rng.randrange(256) for _ in range(3))
+    Image.new("RGB", (rng.randrange(32, 256), rng.randrange(32, 256)), colour).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def supervise(stack: Stack, stop: threading.Event, events: list[str]) -> None:
@@ -335,14 +418,19 @@ def final_state(stack: Stack, accepted: list[str], wait_seconds: float) -> dict:
         ".where(Generation.id.in_(ids))).all()) if ids else {}\n"
         "        db.session.commit()\n"
         "        open_ = [i for i, s in rows.items() if s not in ('success', 'failed')]\n"
-        "        if not open_ or time.monotonic() > deadline: break\n"
+        "        live = db.session.scalar(select(func.count()).where("
+        "Generation.status.in_(('pending', 'processing'))))\n"
+        "        db.session.commit()\n"
+        "        if (not open_ and not live) or time.monotonic() > deadline: break\n"
         "        time.sleep(2)\n"
         "    codes = dict(db.session.execute(select(Generation.error_code, func.count())"
         ".where(Generation.id.in_(ids)).group_by(Generation.error_code)).all()) if ids else {}\n"
+        "    every = dict(db.session.execute(select(Generation.status, func.count())"
+        ".group_by(Generation.status)).all())\n"
         "    bad, examples = doctor.inconsistent_ledgers()\n"
         "    print(json.dumps({'statuses': dict(__import__('collections').Counter(rows.values())),"
         " 'found': len(rows), 'error_codes': {str(k): v for k, v in codes.items()},"
-        " 'ledger_inconsistent_users': bad}))\n"
+        " 'all_statuses': every, 'ledger_inconsistent_users': bad}))\n"
     )
     out = subprocess.run(  # noqa: S603
         [sys.executable, "-c", script],
@@ -366,9 +454,22 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=8, help="load generator threads")
     parser.add_argument(
+        "--generations-per-second",
+        type=float,
+        default=1.5,
+        help="pace of API generations (2 workers at a 300 ms provider delay finish ~4/s)",
+    )
+    parser.add_argument("--warmup-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--live-misses-per-second",
+        type=float,
+        default=0.3,
+        help="pace of live requests with a new prompt (each queues a generation)",
+    )
+    parser.add_argument(
         "--drain-seconds",
         type=float,
-        default=180.0,
+        default=600.0,
         help="how long to wait for accepted generations to end",
     )
     args = parser.parse_args()
@@ -379,9 +480,12 @@ def main() -> None:
     try:
         stack.start()
         keys = seed(stack)
-        time.sleep(3)
-        rss_start = {name: rss_mb(pid) for name, pid in stack.processes().items()}
-        load = Load(f"http://127.0.0.1:{stack.port}", keys)
+        load = Load(
+            f"http://127.0.0.1:{stack.port}",
+            keys,
+            args.generations_per_second,
+            args.live_misses_per_second,
+        )
         events: list[str] = []
         supervising = threading.Event()
         threads = [
@@ -394,9 +498,17 @@ def main() -> None:
             target=supervise, args=(stack, supervising, events), daemon=True
         )
         supervisor.start()
-        began = time.monotonic()
-        for thread in [*threads, chaos_thread]:
+        for thread in threads:
             thread.start()
+        # Warm-up: every process imports, compiles and caches what it lazily needs; RSS and
+        # the figures are taken from here (growth after warm-up is what a leak looks like).
+        time.sleep(args.warmup_seconds)
+        rss_start = {name: rss_mb(pid) for name, pid in stack.processes().items()}
+        with load.lock:
+            load.latencies.clear()
+            load.statuses.clear()
+        began = time.monotonic()
+        chaos_thread.start()
         load.stop.wait(seconds)
         load.stop.set()
         for thread in [*threads, chaos_thread]:
@@ -417,7 +529,11 @@ def report(args, wall, load: Load, events, state, rss_start, rss_end) -> None:  
     for (_route, status), count in load.statuses.items():
         by_status[status] += count
     errors = sum(c for s, c in by_status.items() if s == 0 or s >= 500)
-    print(f"## Soak: {args.minutes:g} min, {args.threads} load threads, 2 gunicorn + 2 RQ workers")
+    print(
+        f"## Soak: {args.minutes:g} min, {args.threads} load threads, 2 gunicorn + 2 RQ workers, "
+        f"generations paced at {args.generations_per_second:g}/s, "
+        f"new live prompts at {args.live_misses_per_second:g}/s"
+    )
     print(
         f"\nwall {wall:.0f} s, {total} requests ({total / wall:.1f}/s), "
         f"5xx+connection errors {errors} ({100 * errors / max(total, 1):.2f}%)"
@@ -437,6 +553,7 @@ def report(args, wall, load: Load, events, state, rss_start, rss_end) -> None:  
         f"\ngenerations accepted {len(load.accepted)}, found {state['found']}, "
         f"finished {finished} ({state['statuses']}); error codes {state['error_codes']}"
     )
+    print(f"every generation in the database (API, live, uploads' flows): {state['all_statuses']}")
     print(
         f"ledger: {state['ledger_inconsistent_users']} user(s) whose balance differs "
         "from their ledger"
