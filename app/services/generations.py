@@ -177,6 +177,8 @@ def _template(value: object) -> str | None:
 def _seed(value: object) -> int | None:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON has one number type
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise _invalid("seed", f"must be an integer from 0 to {MAX_SEED}")
     return value
@@ -201,10 +203,13 @@ def _references(value: object) -> list[str]:
 
 
 def _alias(params: dict[str, Any], name: str, legacy: str) -> str | None:
-    value = params[name] if params.get(name) is not None else params.get(legacy)
-    if value is None:
-        return None
-    return aliases.validate_alias(value, field=name)
+    """The alias under its name, else under its legacy name; each one given must be valid."""
+    given = [
+        aliases.validate_alias(params[field], field=field)
+        for field in (name, legacy)
+        if params.get(field) is not None
+    ]
+    return given[0] if given else None
 
 
 def models() -> list[ModelInfo]:
@@ -267,7 +272,9 @@ def _spec(
         model=_model(project, user, params.get("model")),
         meta=_meta(params.get("meta")),
         webhook_url=(
-            webhooks.validate_url(params["webhookUrl"]) if params.get("webhookUrl") else None
+            webhooks.validate_url(params["webhookUrl"])
+            if params.get("webhookUrl") is not None
+            else None
         ),
         request_id=_optional_text(params, "requestId", MAX_KEY_LENGTH),
     )

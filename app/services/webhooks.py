@@ -56,7 +56,10 @@ def validate_url(url: object) -> str:
     """An http(s) URL with a host; a literal private address is refused unless allowed."""
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
         raise _bad_url(f"must be an http(s) URL of at most {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # a malformed [IPv6] host
+        raise _bad_url("must be an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _bad_url("must be an http(s) URL")
     try:

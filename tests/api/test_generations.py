@@ -96,6 +96,11 @@ def test_output_png_says_how_it_was_made(api, app):
         assert png.text["generation_id"] == data["id"]
 
 
+def test_a_whole_number_seed_may_be_written_with_a_fraction(api):
+    response = api.post(URL, json={"prompt": "a kite", "seed": 42.0})
+    assert response.status_code == 202 and response.get_json()["data"]["seed"] == 42
+
+
 def test_same_seed_and_prompt_give_identical_bytes(api):
     first = api.post(URL, json={"prompt": "twin", "seed": 7}, headers={"Prefer": "wait=30"})
     second = api.post(URL, json={"prompt": "twin", "seed": 7}, headers={"Prefer": "wait=30"})
@@ -129,6 +134,12 @@ def test_same_seed_and_prompt_give_identical_bytes(api):
         ({"prompt": "x", "referenceImages": "@a"}, 400, "VALIDATION_ERROR", None),
         ({"prompt": "x", "referenceImages": ["@a"] * 5}, 400, "TOO_MANY_REFERENCES", None),
         ({"prompt": "x", "webhookUrl": "ftp://example.com/h"}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "webhookUrl": ""}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "webhookUrl": False}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "webhookUrl": "http://[nope/h"}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "alias": "@ok", "assignAlias": "nope"}, 400, "INVALID_ALIAS", None),
+        ({"prompt": "x", "seed": -1}, 400, "VALIDATION_ERROR", None),
+        ({"prompt": " " + "x" * 4001}, 400, "VALIDATION_ERROR", None),
         ({"prompt": "x", "model": "dall-e"}, 400, "VALIDATION_ERROR", None),
         ({"prompt": "x", "referenceImages": ["@nope"]}, 404, "IMAGE_NOT_FOUND", "Image not found"),
         (
@@ -149,6 +160,33 @@ def test_invalid_requests_are_refused_with_the_contract_codes_and_charge_nothing
     if message:
         assert error["message"] == message
     assert _balance(user) == 50 and _generation_count() == 0
+
+
+def test_null_optional_fields_count_as_absent(api, user):
+    nulls = [
+        "negativePrompt",
+        "aspectRatio",
+        "referenceImages",
+        "flowId",
+        "alias",
+        "flowAlias",
+        "assignAlias",
+        "assignFlowAlias",
+        "autoEnhance",
+        "template",
+        "seed",
+        "model",
+        "meta",
+        "webhookUrl",
+        "requestId",
+        "dryRun",
+    ]
+    response = api.post(URL, json={"prompt": "  a kite  ", **dict.fromkeys(nulls)})
+    assert response.status_code == 202, response.get_json()
+    data = response.get_json()["data"]
+    assert data["prompt"] == "a kite" and data["aspectRatio"] == "1:1" and data["flowId"]
+    assert data["model"] == "local-pillow" and data["requestId"] is None and data["meta"] == {}
+    assert _balance(user) == 49
 
 
 def test_unknown_reference_names_the_reference(api):
