@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 def json_body() -> dict[str, Any]:
@@ -33,7 +35,7 @@ def pagination_args() -> tuple[int, int]:
         if raw is None or raw == "":
             values[name] = default
             continue
-        value = _integer(raw)
+        value = parse_integer(raw)
         if value is None:
             errors[name] = "must be a non-negative integer"
             continue
@@ -47,16 +49,16 @@ def pagination_args() -> tuple[int, int]:
     return min(values["limit"], MAX_LIMIT), values["offset"]
 
 
-def _integer(raw: str) -> int | None:
-    """An integer query value; `5.0` counts too (JSON Schema calls it an integer)."""
+def parse_integer(raw: str) -> int | None:
+    """An integer query value in ASCII digits; `5.0` and `5e0` count too (JSON Schema calls
+    them integers). None for anything else."""
+    if not _NUMBER.fullmatch(raw):
+        return None
     try:
         return int(raw)
     except ValueError:
         pass
-    try:
-        number = float(raw)
-    except ValueError:
-        return None
+    number = float(raw)
     return int(number) if number.is_integer() else None
 
 

@@ -7,7 +7,7 @@ from flask import request
 from app import ratelimit
 from app.api import bp
 from app.api.auth import principal
-from app.api.helpers import one
+from app.api.helpers import one, parse_integer
 from app.api.serializers import external_url
 from app.errors import Invalid
 from app.services import live
@@ -39,9 +39,12 @@ def sign_live_url():
     prompt = request.args.get("prompt", "")
     ratio = request.args.get("aspectRatio", "")
     live.clean_request(project.default_aspect_ratio, prompt, ratio)
-    exp = request.args.get("exp") or None
-    if exp is not None and not exp.isdigit():
-        raise Invalid("exp must be unix seconds", details={"exp": "must be an integer"})
+    exp = None
+    if request.args.get("exp"):
+        seconds = parse_integer(request.args["exp"])
+        if seconds is None or seconds < 0:
+            raise Invalid("exp must be unix seconds", details={"exp": "must be an integer"})
+        exp = str(seconds)  # signed and put in the URL as plain digits
     params = {"prompt": prompt}
     if ratio:
         params["aspectRatio"] = ratio

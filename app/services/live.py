@@ -89,7 +89,7 @@ def clean_request(
     text = normalise_prompt(prompt or "")
     if not text:
         raise Invalid("Prompt is required", code="PROMPT_REQUIRED", details={"prompt": "required"})
-    if len(text) > MAX_PROMPT:
+    if len((prompt or "").strip()) > MAX_PROMPT:  # counted like POST /generations counts
         raise Invalid(
             f"Prompt must be at most {MAX_PROMPT} characters",
             details={"prompt": f"at most {MAX_PROMPT} characters"},
@@ -209,7 +209,7 @@ def verify(
     if not sig or not any(matches):
         raise _bad_signature()
     if exp is not None:
-        if not exp.isdigit():
+        if not (exp.isascii() and exp.isdigit()):
             raise _bad_signature()
         if int(exp) <= now.timestamp():
             raise Gone("This live URL has expired", code="LINK_EXPIRED")

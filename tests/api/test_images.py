@@ -175,12 +175,27 @@ def test_list_filters(api, project):
 
 
 @pytest.mark.parametrize(
-    "query", ["source=painted", "limit=-1", "limit=abc", "offset=-5", "includeDeleted=maybe"]
+    "query",
+    [
+        "source=painted",
+        "limit=-1",
+        "limit=abc",
+        "limit=%D9%A3",  # an Arabic-Indic 3: int() would read it
+        "limit=1_0",
+        "offset=-5",
+        "includeDeleted=maybe",
+    ],
 )
 def test_list_rejects_bad_parameters(api, query):
     response = api.get(f"/api/v1/images?{query}")
     assert response.status_code == 400
     assert _error(response)["code"] == "VALIDATION_ERROR"
+
+
+def test_list_takes_whole_numbers_written_as_json_schema_allows(api):
+    assert api.get("/api/v1/images?limit=5.0").get_json()["pagination"]["limit"] == 5
+    assert api.get("/api/v1/images?limit=5e0").get_json()["pagination"]["limit"] == 5
+    assert api.get("/api/v1/images?limit=5.5").status_code == 400
 
 
 def test_list_limit_is_clamped_to_100(api):

@@ -330,3 +330,30 @@ def test_sign_validation(api):
         "INVALID_ASPECT_RATIO"
     )
     assert api.get("/api/v1/live/sign?prompt=x&exp=soon").status_code == 400
+    for exp in ("-1", "\u0663", "1_000", " 5"):  # negative, an Arabic-Indic 3, not plain digits
+        response = api.get("/api/v1/live/sign?" + urlencode({"prompt": "x", "exp": exp}))
+        assert response.status_code == 400, exp
+        assert _error(response)["details"] == {"exp": "must be an integer"}
+
+
+def test_sign_takes_exp_as_json_schema_integers_and_writes_plain_digits(api, client, project):
+    image = cache(project, "fox", "1:1")
+    exp = int(time.time()) + 600
+    url = api.get(f"/api/v1/live/sign?prompt=fox&aspectRatio=1:1&exp={exp}.0").get_json()
+    parts = urlsplit(url["data"]["url"])
+    assert parse_qs(parts.query)["exp"] == [str(exp)]
+    assert client.get(parts.path + "?" + parts.query).headers["X-Image-Id"] == image.id
+
+
+def test_a_signed_exp_that_is_not_ascii_digits_is_403_not_a_crash(client, project):
+    cache(project)
+    assert client.get(public_url(project, exp="\u00b2")).status_code == 403  # "²".isdigit()
+
+
+def test_prompt_length_is_counted_after_trimming_like_generations(api):
+    longest = " " + "x" * 4000 + "\n"
+    assert api.get("/api/v1/live/sign?" + urlencode({"prompt": longest})).status_code == 200
+    # 4001 characters once trimmed, although collapsing the spaces would make it 3
+    spaced = "x" + " " * 3999 + "y"
+    response = api.get("/api/v1/live/sign?" + urlencode({"prompt": spaced}))
+    assert response.status_code == 400
