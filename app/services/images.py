@@ -115,7 +115,7 @@ def list_query(
     if source is not None:
         query = query.where(Image.source == source)
     if alias is not None:
-        query = query.where(Image.alias == alias)
+        query = query.where(Image.alias == aliases.validate_alias(alias))
     return query.order_by(Image.created_at.desc(), Image.id.desc())
 
 

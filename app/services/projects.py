@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from app.models import User
 
 MAX_NAME = 120
+MAX_MODEL_ID = 120  # the width of projects.default_model
 # The project cards' cover mosaic has three cells.
 PREVIEW_THUMBNAILS = 3
 
@@ -174,7 +175,9 @@ def update_settings(project: Project, changes: dict[str, Any]) -> Project:
         project.default_aspect_ratio = value
     if "defaultModel" in changes:
         value = changes["defaultModel"]
-        if value is not None and (not isinstance(value, str) or not value.strip()):
+        if value is not None and (
+            not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_ID
+        ):
             errors["defaultModel"] = "must be a model id or null"
         else:
             project.default_model = value

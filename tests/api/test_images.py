@@ -198,6 +198,15 @@ def test_list_takes_whole_numbers_written_as_json_schema_allows(api):
     assert api.get("/api/v1/images?limit=5.5").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("alias", "code"), [("hero", "INVALID_ALIAS"), ("@last", "RESERVED_ALIAS")]
+)
+def test_list_alias_filter_must_be_an_alias(api, alias, code):
+    response = api.get(f"/api/v1/images?alias={alias}")
+    assert response.status_code == 400
+    assert _error(response)["code"] == code
+
+
 def test_list_limit_is_clamped_to_100(api):
     assert api.get("/api/v1/images?limit=500").get_json()["pagination"]["limit"] == 100
 

@@ -61,6 +61,7 @@ def test_patch_live_settings(api):
         {"name": ""},
         {"name": 42},
         {"defaultModel": "  "},
+        {"defaultModel": "m" * 121},  # wider than the column
     ],
 )
 def test_patch_validation(api, body):
