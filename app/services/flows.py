@@ -129,6 +129,8 @@ def remove_alias(flow: Flow, alias: str) -> None:
 
 def delete_flow(flow: Flow) -> None:
     """Hard-delete the flow; its generations and images stay with flow_id null."""
+    # Locked first: an image being stored into the flow commits before this goes on.
+    db.session.execute(select(Flow.id).where(Flow.id == flow.id).with_for_update())
     db.session.execute(update(Generation).where(Generation.flow_id == flow.id).values(flow_id=None))
     db.session.execute(update(Image).where(Image.flow_id == flow.id).values(flow_id=None))
     db.session.execute(delete(FlowAlias).where(FlowAlias.flow_id == flow.id))

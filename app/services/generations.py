@@ -878,8 +878,8 @@ def _give_aliases(generation: Generation, output: Image) -> None:
                 generation.alias,
                 generation.id,
             )
-    if generation.flow_alias and generation.flow_id:
-        aliases.set_flow_alias(generation.flow_id, generation.flow_alias, output.id)
+    if generation.flow_alias and output.flow_id:  # the flow may have been deleted meanwhile
+        aliases.set_flow_alias(output.flow_id, generation.flow_alias, output.id)
 
 
 def _succeed(generation: Generation, output: Image) -> None:
@@ -893,7 +893,7 @@ def _succeed(generation: Generation, output: Image) -> None:
         imaging.remove_files(output)
         log.warning("generation %s ended elsewhere; its output was discarded", generation.id)
         return
-    flows.touch(generation.flow_id)
+    flows.touch(output.flow_id)
     db.session.refresh(generation)
     delivery = webhooks.schedule(generation, output)
     db.session.commit()

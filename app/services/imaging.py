@@ -17,10 +17,11 @@ from typing import Any
 
 from PIL import Image as PILImage
 from PIL import ImageOps, PngImagePlugin, UnidentifiedImageError
+from sqlalchemy import select
 
 from app.errors import TooLarge, UnsupportedMedia
 from app.extensions import db
-from app.models import Image, new_id
+from app.models import Flow, Image, new_id
 from app.storage import get_storage
 
 MAX_PIXELS = 40_000_000  # 40 MP: above this Pillow refuses to decode (pixel-flood images)
@@ -240,7 +241,7 @@ def store(
     image = Image(
         id=image_id,
         project_id=project_id,
-        flow_id=flow_id,
+        flow_id=_flow_still_there(flow_id),
         source=source,
         generation_id=generation_id,
         storage_key=key,
@@ -255,6 +256,21 @@ def store(
     db.session.add(image)
     db.session.flush()
     return image
+
+
+def _flow_still_there(flow_id: str | None) -> str | None:
+    """The flow's id, or None when it was deleted meanwhile (its images stay, without a flow).
+
+    On PostgreSQL the flow row stays locked until the transaction ends, so it cannot be deleted
+    under the new image (`flows.delete_flow` locks it first, then sees the image). FOR NO KEY
+    UPDATE rather than a share lock: the worker then touches the flow without upgrading its lock
+    while a deletion waits for it.
+    """
+    if flow_id is None:
+        return None
+    return db.session.scalar(
+        select(Flow.id).where(Flow.id == flow_id).with_for_update(key_share=True)
+    )
 
 
 def remove_files(image: Image) -> None:

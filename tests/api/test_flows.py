@@ -10,7 +10,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Generation, Image, utcnow
-from app.services import images
+from app.services import images, imaging
 from app.storage import get_storage
 from tests import factories
 
@@ -212,6 +212,18 @@ def test_delete_flow_keeps_its_generations_and_images(api, project):
     assert api.get(f"/api/v1/images/{image_id}").get_json()["data"]["flowId"] is None
     db.session.expire_all()
     assert db.session.get(Generation, gen_id).flow_id is None
+
+
+def test_an_output_stored_after_its_flow_was_deleted_stays_without_a_flow(api, project):
+    # A worker read the generation's flow before a DELETE /flows committed, and stores later.
+    flow = factories.make_flow(project)
+    flow_id = flow.id
+    assert api.delete(f"/api/v1/flows/{flow_id}").status_code == 204
+    picture = imaging.judge_output(factories.png_bytes())
+    image = imaging.store(project.id, picture, source="generated", flow_id=flow_id)
+    db.session.commit()
+    assert image.flow_id is None
+    assert api.get(f"/api/v1/images/{image.id}").get_json()["data"]["flowId"] is None
 
 
 def test_download_is_a_streamed_zip_named_by_alias_or_id(api, project):
