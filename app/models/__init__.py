@@ -1,6 +1,6 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
-from app.models.base import is_uuid, isoformat, new_id, utcnow
+from app.models.base import is_uuid, isoformat, new_id, storable_text, utcnow
 from app.models.credit import TRANSACTION_TYPES, CreditTransaction, StripeEvent
 from app.models.generation import (
     STAGES,
@@ -35,5 +35,6 @@ __all__ = [
     "is_uuid",
     "isoformat",
     "new_id",
+    "storable_text",
     "utcnow",
 ]

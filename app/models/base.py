@@ -28,6 +28,11 @@ def is_uuid(value: Any) -> bool:
         return False
 
 
+def storable_text(value: str) -> bool:
+    """False for text with a NUL character, which a PostgreSQL text column cannot hold."""
+    return "\x00" not in value
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stored as naive UTC on every backend, always returned timezone-aware."""
 

@@ -115,10 +115,14 @@ def merge_aliases(project_id: str, flow: Flow, mapping: object) -> Flow:
 
 
 def remove_alias(flow: Flow, alias: str) -> None:
-    result = db.session.execute(
-        delete(FlowAlias).where(FlowAlias.flow_id == flow.id, FlowAlias.alias == alias)
-    )
-    if result.rowcount == 0:
+    """404 for an alias the flow does not have (one that is not even an alias is not looked up:
+    it could hold a NUL, which PostgreSQL refuses in a query)."""
+    result = None
+    if aliases.ALIAS_RE.fullmatch(alias):
+        result = db.session.execute(
+            delete(FlowAlias).where(FlowAlias.flow_id == flow.id, FlowAlias.alias == alias)
+        )
+    if result is None or result.rowcount == 0:
         db.session.rollback()
         error = not_found("Alias")
         error.message = "Alias not found"

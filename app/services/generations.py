@@ -30,7 +30,7 @@ from flask import current_app
 from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq import Callback, Retry
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import queue
@@ -46,6 +46,7 @@ from app.models import (
     WebhookDelivery,
     is_uuid,
     new_id,
+    storable_text,
     utcnow,
 )
 from app.providers import (
@@ -131,6 +132,8 @@ def _optional_text(params: dict[str, Any], name: str, max_length: int) -> str | 
     value = value.strip()
     if len(value) > max_length:
         raise _invalid(name, f"must be at most {max_length} characters")
+    if not storable_text(value):
+        raise _invalid(name, "must not contain NUL characters")
     return value or None
 
 
@@ -143,6 +146,8 @@ def _prompt(params: dict[str, Any]) -> str:
         raise Invalid("Prompt is required", code="PROMPT_REQUIRED", details={"prompt": "required"})
     if len(prompt) > MAX_PROMPT:
         raise _invalid("prompt", f"must be at most {MAX_PROMPT} characters")
+    if not storable_text(prompt):
+        raise _invalid("prompt", "must not contain NUL characters")
     return prompt
 
 
@@ -605,6 +610,9 @@ def list_generations(
     if status is not None:
         query = query.where(Generation.status == status)
     for word in (q or "").split():
+        if not storable_text(word):  # no prompt holds one
+            query = query.where(false())
+            break
         query = query.where(func.lower(Generation.prompt).contains(word.lower(), autoescape=True))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(

@@ -42,6 +42,7 @@ from app.models import (
     Project,
     User,
     is_uuid,
+    storable_text,
     utcnow,
 )
 from app.providers.base import ASPECT_RATIOS
@@ -94,6 +95,8 @@ def clean_request(
             f"Prompt must be at most {MAX_PROMPT} characters",
             details={"prompt": f"at most {MAX_PROMPT} characters"},
         )
+    if not storable_text(text):
+        raise Invalid("Prompt must not contain NUL characters", details={"prompt": "NUL"})
     ratio = aspect_ratio or default_ratio or "1:1"
     if ratio not in ASPECT_RATIOS:
         raise Invalid("Invalid aspect ratio", code="INVALID_ASPECT_RATIO")

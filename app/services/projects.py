@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.errors import Invalid, not_found
 from app.extensions import db
-from app.models import Generation, Image, Project, is_uuid, utcnow
+from app.models import Generation, Image, Project, is_uuid, storable_text, utcnow
 from app.providers.base import ASPECT_RATIOS
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def new_webhook_secret() -> str:
 
 def _clean_name(name: object) -> str:
     name = (name if isinstance(name, str) else "").strip()
+    if not storable_text(name):
+        raise Invalid("Name must not contain NUL characters", details={"name": "NUL"})
     if not name:
         raise Invalid("Name is required", code="NAME_REQUIRED", details={"name": "required"})
     if len(name) > MAX_NAME:
@@ -176,7 +178,10 @@ def update_settings(project: Project, changes: dict[str, Any]) -> Project:
     if "defaultModel" in changes:
         value = changes["defaultModel"]
         if value is not None and (
-            not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_ID
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > MAX_MODEL_ID
+            or not storable_text(value)
         ):
             errors["defaultModel"] = "must be a model id or null"
         else:

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 MAX_URL_LENGTH = 2048
+UNSAFE_URL_CHARACTER = re.compile(r"[\x00-\x20\x7f]")
 EVENT_TYPES = {"success": "generation.completed", "failed": "generation.failed"}
 DELIVER_JOB = "jobs.maintenance.deliver_webhook"
 _LEASE = timedelta(seconds=60)
@@ -56,8 +58,10 @@ def validate_url(url: object) -> str:
     """An http(s) URL with a host; a literal private address is refused unless allowed."""
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
         raise _bad_url(f"must be an http(s) URL of at most {MAX_URL_LENGTH} characters")
+    if UNSAFE_URL_CHARACTER.search(url):  # urlsplit would quietly drop some of them
+        raise _bad_url("must not contain spaces or control characters")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
     except ValueError:  # a malformed [IPv6] host
         raise _bad_url("must be an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -68,7 +72,7 @@ def validate_url(url: object) -> str:
         literal = None
     if literal is not None and _forbidden(literal) and not _allow_private():
         raise _bad_url("private, loopback and link-local addresses are not allowed")
-    return url.strip()
+    return url
 
 
 def _bad_url(reason: str) -> Invalid:

@@ -200,6 +200,7 @@ def test_delete_one_alias(api, project):
     missing = api.delete(f"/api/v1/flows/{flow.id}/aliases/@a")
     assert missing.status_code == 404
     assert _error(missing)["message"] == "Alias not found"
+    assert api.delete(f"/api/v1/flows/{flow.id}/aliases/@a%00").status_code == 404  # not a 500
 
 
 def test_delete_flow_keeps_its_generations_and_images(api, project):

@@ -137,6 +137,10 @@ def test_same_seed_and_prompt_give_identical_bytes(api):
         ({"prompt": "x", "webhookUrl": ""}, 400, "INVALID_WEBHOOK_URL", None),
         ({"prompt": "x", "webhookUrl": False}, 400, "INVALID_WEBHOOK_URL", None),
         ({"prompt": "x", "webhookUrl": "http://[nope/h"}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "webhookUrl": " http://a.io/h"}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "x", "webhookUrl": "http://a\x00b.io/h"}, 400, "INVALID_WEBHOOK_URL", None),
+        ({"prompt": "a\x00b"}, 400, "VALIDATION_ERROR", None),  # PostgreSQL cannot store it
+        ({"prompt": "x", "negativePrompt": "\x00"}, 400, "VALIDATION_ERROR", None),
         ({"prompt": "x", "alias": "@ok", "assignAlias": "nope"}, 400, "INVALID_ALIAS", None),
         ({"prompt": "x", "seed": -1}, 400, "VALIDATION_ERROR", None),
         ({"prompt": " " + "x" * 4001}, 400, "VALIDATION_ERROR", None),
@@ -351,6 +355,7 @@ def test_list_filters_by_words_status_and_flow(api, app_config):
     assert listing["pagination"] == {"total": 3, "limit": 20, "offset": 0, "hasMore": False}
     found = api.get(URL, query_string={"q": "fox RED"}).get_json()["data"]
     assert [g["id"] for g in found] == [ids[0]]
+    assert api.get(URL, query_string={"q": "fox \x00"}).get_json()["data"] == []  # no 500
     assert api.get(URL, query_string={"status": "success"}).get_json()["data"] == []
     assert len(api.get(URL, query_string={"status": "pending"}).get_json()["data"]) == 3
     flow_id = api.get(f"{URL}/{ids[1]}").get_json()["data"]["flowId"]

@@ -129,6 +129,8 @@ def test_api_form_validation(api):
     assert bad_ratio.status_code == 400
     assert _error(bad_ratio) == {"code": "INVALID_ASPECT_RATIO", "message": "Invalid aspect ratio"}
     assert api.get("/api/v1/live?" + urlencode({"prompt": "x" * 4001})).status_code == 400
+    # PostgreSQL cannot store a NUL: a MISS with one was a 500 there
+    assert _error(api.get("/api/v1/live?prompt=a%00b"))["details"] == {"prompt": "NUL"}
 
 
 def test_api_form_needs_a_key(client):

@@ -62,6 +62,8 @@ def test_patch_live_settings(api):
         {"name": 42},
         {"defaultModel": "  "},
         {"defaultModel": "m" * 121},  # wider than the column
+        {"defaultModel": "m\x00"},  # PostgreSQL cannot store a NUL
+        {"name": "a\x00b"},
     ],
 )
 def test_patch_validation(api, body):
