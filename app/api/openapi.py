@@ -16,7 +16,11 @@ from app.api import bp
 from app.api.canvas import IF_MATCH
 from app.models import IMAGE_SOURCES, STAGES, STATUSES, TRANSACTION_TYPES
 from app.providers.base import ASPECT_RATIOS, TEMPLATES
-from app.services.aliases import ALIAS_RE
+from app.services import generations
+from app.services.aliases import ALIAS_RE, MAX_REFERENCES
+from app.services.generations import MAX_KEY_LENGTH, MAX_PROMPT, MAX_SEED
+from app.services.projects import MAX_MODEL_ID, MAX_NAME
+from app.services.webhooks import MAX_URL_LENGTH
 
 docs_bp = Blueprint("docs", __name__)
 
@@ -32,7 +36,10 @@ def nullable(schema: Schema) -> Schema:
     if "$ref" in schema or "not" in schema:
         return {"anyOf": [schema, {"type": "null"}]}
     kind = schema["type"]
-    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+    nullable_schema = {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+    if "enum" in schema:
+        nullable_schema["enum"] = [*schema["enum"], None]
+    return nullable_schema
 
 
 def obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
@@ -55,9 +62,29 @@ ALIAS = {
     "description": "@last, @first and @upload are reserved.",
     "examples": ["@hero"],
 }
-# Not blank: one character that is neither whitespace nor an information separator (U+001C to
-# U+001F, which Python's str.split and str.strip also treat as whitespace).
-TEXT = {"type": "string", "pattern": "[^\\s\\u001c-\\u001f]", "description": "Not blank."}
+# What Python's str.strip and str.split remove (str.isspace), as a character class body. Spelled
+# out because `\s` means a different set in each regex engine (ECMA, Python, Rust).
+WHITESPACE = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT = {"type": "string", "pattern": f"[^{WHITESPACE}]", "description": "Not blank."}
+
+
+def trimmed(max_length: int, *, blank: bool = False) -> Schema:
+    """A string of at most `max_length` characters once trimmed, as the services count them;
+    not blank unless `blank` (a blank value then counts as absent). No NUL: it is stored in a
+    text column, which on PostgreSQL cannot hold one."""
+    space, other = f"[{WHITESPACE}]", f"[^{WHITESPACE}\\u0000]"
+    core = f"{other}(?:[^\\u0000]{{0,{max_length - 2}}}{other})?"
+    if blank:
+        core = f"(?:{core})?"
+    bounds = f"{'0' if blank else '1'}–{max_length}"
+    return {
+        "type": "string",
+        "pattern": f"^{space}*{core}{space}*$",
+        "description": f"{bounds} characters once trimmed (leading and trailing whitespace); "
+        "no NUL.",
+    }
+
+
 ASPECT_RATIO = {"type": "string", "enum": list(ASPECT_RATIOS)}
 META = {**FREE_OBJECT, "description": "Free JSON, at most 16 KB once encoded."}
 
@@ -181,7 +208,16 @@ SCHEMAS: dict[str, Schema] = {
             "createdAt": TIME,
             "updatedAt": TIME,
         },
-        ["id", "generationCount", "imageCount", "aliases", "meta", "createdAt", "updatedAt"],
+        [
+            "id",
+            "projectId",
+            "generationCount",
+            "imageCount",
+            "aliases",
+            "meta",
+            "createdAt",
+            "updatedAt",
+        ],
     ),
     "FlowCreate": obj({"meta": META}),
     "FlowAliases": obj(
@@ -194,14 +230,21 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["aliases"],
     ),
-    "ReferenceImage": obj({"imageId": UUID, "ref": STRING, "scope": STRING}, ["imageId"]),
+    "ReferenceImage": obj(
+        {
+            "imageId": UUID,
+            "ref": STRING,
+            "scope": {"type": "string", "enum": ["id", "technical", "flow", "project"]},
+        },
+        ["imageId", "ref", "scope"],
+    ),
     "GenerationError": obj({"code": STRING, "message": STRING}, ["code", "message"]),
     "Generation": obj(
         {
             "id": UUID,
             "projectId": UUID,
             "flowId": nullable(UUID),
-            "kind": STRING,
+            "kind": {"type": "string", "enum": ["generate", "upscale"]},
             "status": {"type": "string", "enum": list(STATUSES)},
             "stage": {"type": "string", "enum": list(STAGES)},
             "prompt": STRING,
@@ -232,44 +275,46 @@ SCHEMAS: dict[str, Schema] = {
             "id",
             "projectId",
             "flowId",
+            "kind",
             "status",
+            "stage",
             "prompt",
+            "enhancedPrompt",
+            "negativePrompt",
             "aspectRatio",
+            "seed",
             "model",
+            "template",
+            "autoEnhance",
             "referenceImages",
+            "alias",
+            "flowAlias",
             "outputImageId",
+            "outputImage",
             "error",
             "creditsCharged",
             "meta",
+            "requestId",
+            "regeneratedFrom",
             "createdAt",
+            "startedAt",
+            "completedAt",
+            "processingMs",
+            "deletedAt",
         ],
     ),
-    "GenerationCreate": obj(
+    "GenerationEvent": obj(
         {
-            "prompt": {**TEXT, "maxLength": 4000},
-            "negativePrompt": STRING,
-            "aspectRatio": ASPECT_RATIO,
-            "referenceImages": {
-                "type": "array",
-                "maxItems": 4,
-                "items": STRING,
-                "description": "Image ids or aliases (`@hero`, `@last`…).",
+            "event": {"const": "status"},
+            "data": {
+                "type": "string",
+                "contentMediaType": JSON,
+                "contentSchema": ref("Generation"),
+                "description": "The generation (with its `stage`) as JSON.",
             },
-            "flowId": UUID,
-            "alias": ALIAS,
-            "flowAlias": ALIAS,
-            "assignAlias": {**ALIAS, "deprecated": True},
-            "assignFlowAlias": {**ALIAS, "deprecated": True},
-            "autoEnhance": BOOLEAN,
-            "template": {"type": "string", "enum": list(TEMPLATES)},
-            "seed": INTEGER,
-            "model": STRING,
-            "meta": META,
-            "webhookUrl": {"type": "string", "format": "uri"},
-            "requestId": STRING,
-            "dryRun": BOOLEAN,
         },
-        ["prompt"],
+        ["event", "data"],
+        description="One server-sent event, as a client's EventSource sees it.",
     ),
     "DryRun": obj(
         {
@@ -278,7 +323,7 @@ SCHEMAS: dict[str, Schema] = {
             "model": STRING,
             "referenceImages": {"type": "array", "items": ref("ReferenceImage")},
         },
-        ["valid", "creditsCharged", "model"],
+        ["valid", "creditsCharged", "model", "referenceImages"],
     ),
     "Upscale": obj({"scale": {"type": "integer", "enum": [2, 4]}}, ["scale"]),
     "Model": obj(
@@ -291,7 +336,7 @@ SCHEMAS: dict[str, Schema] = {
             "aspectRatios": {"type": "array", "items": ASPECT_RATIO},
             "default": BOOLEAN,
         },
-        ["id", "provider", "credits", "tiers"],
+        ["id", "provider", "kind", "credits", "tiers", "aspectRatios", "default"],
     ),
     "Project": obj(
         {
@@ -305,13 +350,30 @@ SCHEMAS: dict[str, Schema] = {
             "webhookSecret": STRING,
             "createdAt": TIME,
         },
-        ["id", "name", "defaultAspectRatio", "liveSecret", "webhookSecret", "createdAt"],
+        [
+            "id",
+            "name",
+            "defaultAspectRatio",
+            "defaultModel",
+            "liveSecret",
+            "liveAllowedOrigins",
+            "liveDailyLimit",
+            "webhookSecret",
+            "createdAt",
+        ],
     ),
     "ProjectUpdate": obj(
         {
-            "name": {**TEXT, "maxLength": 120},
+            "name": trimmed(MAX_NAME),
             "defaultAspectRatio": ASPECT_RATIO,
-            "defaultModel": nullable(TEXT),
+            "defaultModel": nullable(
+                {
+                    "type": "string",
+                    "pattern": f"^[^\\u0000]*[^{WHITESPACE}\\u0000][^\\u0000]*$",
+                    "maxLength": MAX_MODEL_ID,
+                    "description": "Not blank, no NUL.",
+                }
+            ),
             "liveAllowedOrigins": {"type": "array", "items": TEXT},
             "liveDailyLimit": nullable({"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
         }
@@ -359,6 +421,50 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "SignedUrl": obj({"url": {"type": "string", "format": "uri"}}, ["url"]),
 }
+
+
+def generation_create(models: tuple[str, ...]) -> Schema:
+    """POST /generations. Optional fields may be null, which counts as absent."""
+    return obj(
+        {
+            "prompt": trimmed(MAX_PROMPT),
+            "negativePrompt": nullable(trimmed(MAX_PROMPT, blank=True)),
+            "aspectRatio": nullable(ASPECT_RATIO),
+            "referenceImages": nullable(
+                {
+                    "type": "array",
+                    "maxItems": MAX_REFERENCES,
+                    "items": {"anyOf": [UUID, ALIAS_FORMAT]},
+                    "description": "Image ids or aliases (`@hero`, `@last`…).",
+                }
+            ),
+            "flowId": nullable(UUID),
+            "alias": nullable(ALIAS),
+            "flowAlias": nullable(ALIAS),
+            "assignAlias": {**nullable(ALIAS), "deprecated": True},
+            "assignFlowAlias": {**nullable(ALIAS), "deprecated": True},
+            "autoEnhance": nullable(BOOLEAN),
+            "template": nullable({"type": "string", "enum": list(TEMPLATES)}),
+            "seed": nullable({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
+            "model": nullable(
+                {"type": "string", "enum": list(models), "description": "See GET /models."}
+            ),
+            "meta": nullable(META),
+            "webhookUrl": nullable(
+                {
+                    "type": "string",
+                    "format": "uri",
+                    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\u0000-\\u0020\\u007f]*$",
+                    "maxLength": MAX_URL_LENGTH,
+                    "description": "http(s); private addresses only with WEBHOOK_ALLOW_PRIVATE.",
+                }
+            ),
+            "requestId": nullable(trimmed(MAX_KEY_LENGTH, blank=True)),
+            "dryRun": nullable(BOOLEAN),
+        },
+        ["prompt"],
+    )
+
 
 RATE_HEADERS = {
     "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
@@ -486,7 +592,7 @@ LIVE_HEADERS = {
     "Cache-Control": {"schema": STRING, "required": True},
 }
 LIVE_PARAMS = [
-    {"name": "prompt", "in": "query", "required": True, "schema": {**TEXT, "maxLength": 4000}},
+    {"name": "prompt", "in": "query", "required": True, "schema": trimmed(MAX_PROMPT)},
     query("aspectRatio", ASPECT_RATIO, "Default: the project's default ratio."),
 ]
 GENERATION_ACCEPTED = _ok(
@@ -543,13 +649,22 @@ def _paths() -> dict[str, Schema]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": STRING,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
                     },
                     {
                         "name": "Prefer",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "pattern": "^wait=([1-9]|[1-5][0-9]|60)$"},
+                        "description": (
+                            "`wait=N`: hold the answer up to N seconds (1–60, more counts as 60). "
+                            "Preferences the server does not know are ignored (RFC 7240)."
+                        ),
+                        "schema": {
+                            "anyOf": [
+                                {"type": "string", "pattern": "^wait=([1-9]|[1-5][0-9]|60)$"},
+                                STRING,
+                            ]
+                        },
                     },
                 ],
                 description="Charged when accepted; counts against RATELIMIT_GENERATIONS.",
@@ -580,7 +695,7 @@ def _paths() -> dict[str, Schema]:
                     200: {
                         "description": "`status` events; data = the generation plus `stage`",
                         "headers": dict(RATE_HEADERS),
-                        "content": {"text/event-stream": {"schema": STRING}},
+                        "content": {"text/event-stream": {"schema": ref("GenerationEvent")}},
                     }
                 },
                 params=[GENERATION_ID],
@@ -592,7 +707,7 @@ def _paths() -> dict[str, Schema]:
                 "Run the same request again as a new generation",
                 "Generations",
                 {202: GENERATION_ACCEPTED},
-                errors=(402, 403, 409),
+                errors=(402, 403, 409, 503),
                 params=[GENERATION_ID],
             )
         },
@@ -602,7 +717,7 @@ def _paths() -> dict[str, Schema]:
                 "Alias of regenerate",
                 "Generations",
                 {202: GENERATION_ACCEPTED},
-                errors=(402, 403, 409),
+                errors=(402, 403, 409, 503),
                 params=[GENERATION_ID],
             )
         },
@@ -794,8 +909,9 @@ def _paths() -> dict[str, Schema]:
                 "Upscale ×2 or ×4 as a queued job",
                 "Images",
                 {202: GENERATION_ACCEPTED},
-                errors=(402, 409),
+                errors=(402, 503),
                 body=ref("Upscale"),
+                description="400 too when the result would exceed 4096 px a side.",
                 params=[IMAGE_ID],
             )
         },
@@ -953,7 +1069,7 @@ def _paths() -> dict[str, Schema]:
 
 
 @cache
-def _document(version: str) -> Schema:
+def _document(version: str, models: tuple[str, ...]) -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -982,7 +1098,7 @@ def _document(version: str) -> Schema:
         ],
         "paths": _paths(),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, "GenerationCreate": generation_create(models)},
             "securitySchemes": {
                 "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "BearerAuth": {
@@ -1019,7 +1135,8 @@ def _document(version: str) -> Schema:
 
 @bp.get("/openapi.json")
 def openapi_document():
-    response = jsonify(_document(current_app.config["VERSION"]))
+    offered = tuple(info.id for info in generations.models())
+    response = jsonify(_document(current_app.config["VERSION"], offered))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
 from werkzeug.serving import make_server
+
+from app.api.openapi import WHITESPACE, trimmed
+from app.services import generations
 
 ROOT = Path(__file__).resolve().parents[2]
 SWAGGER = ROOT / "static" / "vendor" / "swagger-ui-5.35.0"
@@ -145,3 +149,41 @@ def test_docs_render_in_a_browser_under_the_strict_csp(app, backend, document):
     finally:
         server.shutdown()
     assert problems == []
+
+
+def test_whitespace_class_is_what_python_trims():
+    space = re.compile(f"[{WHITESPACE}]")
+    assert all(bool(space.fullmatch(chr(c))) == chr(c).isspace() for c in range(sys.maxunicode + 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a",
+        " a ",
+        "x" * 4000,
+        "\x85" + "x" * 4000 + "\u3000",
+        "",
+        "   ",
+        "x" * 4001,
+        " x" * 2001,
+        "a\x00b",
+        "\x00",
+    ],
+)
+def test_trimmed_text_pattern_counts_like_the_services(text):
+    pattern = re.compile(trimmed(4000)["pattern"])
+    blank_ok = re.compile(trimmed(4000, blank=True)["pattern"])
+    length = len(text.strip())
+    assert bool(pattern.search(text)) == (1 <= length <= 4000 and "\x00" not in text)
+    assert bool(blank_ok.search(text)) == (length <= 4000 and "\x00" not in text)
+
+
+def test_the_model_enum_is_what_this_deployment_offers(app, document):
+    body = document["paths"]["/api/v1/generations"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/GenerationCreate"
+    }
+    model = document["components"]["schemas"]["GenerationCreate"]["properties"]["model"]
+    offered = [info.id for info in generations.models()]
+    assert model["type"] == ["string", "null"] and model["enum"] == [*offered, None]
