@@ -56,14 +56,11 @@ def create_generation():
     dry_run = body.get("dryRun")
     if dry_run is not None and not isinstance(dry_run, bool):
         raise Invalid("dryRun must be true or false", details={"dryRun": "must be a boolean"})
+    key = request.headers.get("Idempotency-Key")
     if dry_run:
-        return one(generations.price(who.project, who.user, body))
+        return one(generations.price(who.project, who.user, body, idempotency_key=key))
     generation, created = generations.create(
-        who.project,
-        who.user,
-        body,
-        api_key=who.api_key,
-        idempotency_key=request.headers.get("Idempotency-Key"),
+        who.project, who.user, body, api_key=who.api_key, idempotency_key=key
     )
     if not created:
         location = url_for("api.get_generation", generation_id=generation.id)

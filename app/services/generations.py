@@ -297,9 +297,12 @@ def _reference_list(references: Iterable[aliases.Resolved]) -> list[dict[str, An
     return [{"imageId": r.image.id, "ref": r.ref, "scope": r.scope} for r in references]
 
 
-def price(project: Project, user: User, params: dict[str, Any]) -> dict[str, Any]:
+def price(
+    project: Project, user: User, params: dict[str, Any], *, idempotency_key: str | None = None
+) -> dict[str, Any]:
     """dryRun: validate, resolve and price a request without writing or charging anything."""
     spec = _spec(project, user, params)
+    _idempotency_key(idempotency_key, spec)
     return {
         "valid": True,
         "creditsCharged": spec.model.credits,
@@ -309,6 +312,14 @@ def price(project: Project, user: User, params: dict[str, Any]) -> dict[str, Any
 
 
 # --- accepting -------------------------------------------------------------------------------
+
+
+def _idempotency_key(header: str | None, spec: _Spec) -> str | None:
+    """The Idempotency-Key header, else `requestId`; 1 to 255 characters."""
+    key = header if header is not None else spec.request_id
+    if key is not None and not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise _invalid("idempotencyKey", f"must be 1 to {MAX_KEY_LENGTH} characters")
+    return key
 
 
 def _request_hash(params: dict[str, Any]) -> str:
@@ -358,11 +369,9 @@ def create(
     (the demo seed runs it in-process).
     """
     spec = _spec(project, user, params)
-    key = idempotency_key if idempotency_key is not None else spec.request_id
+    key = _idempotency_key(idempotency_key, spec)
     request_hash = None
     if key is not None:
-        if not key or len(key) > MAX_KEY_LENGTH:
-            raise _invalid("idempotencyKey", f"must be 1 to {MAX_KEY_LENGTH} characters")
         request_hash = _request_hash(params)
         earlier = _replay(project.id, key, request_hash)
         if earlier is not None:

@@ -309,6 +309,10 @@ def test_dry_run_prices_without_creating_or_charging(api, user):
 def test_dry_run_still_validates(api):
     response = api.post(URL, json={"prompt": "", "dryRun": True})
     assert response.status_code == 400 and _error(response)["code"] == "PROMPT_REQUIRED"
+    keyed = api.post(URL, json={"prompt": "x", "dryRun": True}, headers={"Idempotency-Key": ""})
+    assert keyed.status_code == 400 and _error(keyed)["details"] == {
+        "idempotencyKey": "must be 1 to 255 characters"
+    }
 
 
 @pytest.fixture
