@@ -4,13 +4,18 @@ Two projects, each with its own API key, are the two identities of a Web Fuzzing
 document declared as peers: besides conformance (status codes, schemas, headers, content
 types, positive/negative data, server errors), Schemathesis checks that auth is enforced
 (`ignored_auth`) and that one project can never read what the other one owns
-(`object_level_authorization`). Operations the app does not serve yet (another branch's routes)
-are left out; the document test in test_openapi.py makes sure every served route is described.
+(`object_level_authorization`). Operations the app does not serve (none today) would be left
+out; the document test in test_openapi.py makes sure every served route is described.
+
+It runs on both databases: PostgreSQL refuses what SQLite stores (a NUL in text, an overlong
+value), and the worker thread races the requests differently. The seed is fixed so a failure
+can be replayed; PICTOR_SCHEMATHESIS_SEED=<n> explores others.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -18,18 +23,25 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status
 from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
+from schemathesis.openapi.checks import RejectedPositiveData, UseAfterFree
 
 from app.extensions import db
 from app.services import aliases
 from tests import factories
 
 MAX_EXAMPLES = 8
+SEED = int(os.environ.get("PICTOR_SCHEMATHESIS_SEED", "20261123"))
 
 
 @pytest.fixture
 def app_config():
-    # The fuzzer sends hundreds of requests per identity: lift the limits out of its way.
-    return {"RATELIMIT_DEFAULT": "100000/hour", "RATELIMIT_GENERATIONS": "100000/hour"}
+    # The fuzzer sends hundreds of requests per identity, a hundred of them charged: lift the
+    # limits and the credits out of its way (429 and 402 would answer a valid request then).
+    return {
+        "RATELIMIT_DEFAULT": "100000/hour",
+        "RATELIMIT_GENERATIONS": "100000/hour",
+        "FREE_MONTHLY_CREDITS": 100000,
+    }
 
 
 def _shape(path: str) -> str:
@@ -65,13 +77,7 @@ def wsgi_probes(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
-@pytest.mark.skip(
-    reason="schema and services disagree on a few routes since the branches merged "
-    "(generation validation, /images alias filter, /live/sign exp); open point of issue 4"
-)
 def test_schemathesis_finds_no_failures(app, backend, tmp_path, wsgi_probes):
-    if backend != "sqlite":
-        pytest.skip("one fuzzing run is enough")
     identities = []
     for name in ("alice", "bob"):
         user = factories.make_user(f"{name}@example.com")
@@ -89,7 +95,7 @@ def test_schemathesis_finds_no_failures(app, backend, tmp_path, wsgi_probes):
     }
     config = SchemathesisConfig.from_dict(
         {
-            "seed": 20261123,
+            "seed": SEED,
             "cache": {"enabled": False},
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
             "phases": {
@@ -117,19 +123,32 @@ def test_schemathesis_finds_no_failures(app, backend, tmp_path, wsgi_probes):
             ],
         }
     )
-    # The generation routes (engine branch) are documented but not yet conformant with their
-    # schema (control-character prompts, unknown models, bodiless regenerate): tracked as an open
-    # point of issue 4 and kept out of this run until the schema and the service agree.
-    pending = ("/generations", "/images/{}/upscale")
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config).include(
-        func=lambda ctx: (
-            (_shape(ctx.operation.path), ctx.operation.method.upper()) in served
-            and not _shape(ctx.operation.path).removeprefix("/api/v1").startswith(pending)
-        )
+        func=lambda ctx: (_shape(ctx.operation.path), ctx.operation.method.upper()) in served
     )
+    schema.hook(filter_failure)
     failures = [_describe(event) for event in schemathesis.engine.from_schema(schema).execute()]
     failures = sorted({line for found in failures for line in found})
     assert failures == [], "\n\n".join(failures)
+
+
+def filter_failure(context, failure, case, response) -> bool:  # noqa: ANN001
+    """Keep every failure but two answers the contract asks for and no schema can express:
+    an upscale whose result would exceed 4096 px a side is a 400 (API.md §6; it depends on the
+    stored image), and a soft-deleted generation or image is still read with
+    `includeDeleted=true` (API.md §4, §6), which `use_after_free` takes for a leak."""
+    too_large = (
+        isinstance(failure, RejectedPositiveData)
+        and case.operation.path == "/api/v1/images/{imageId}/upscale"
+        and response.status_code == 400
+        and "too large for" in response.json()["error"].get("details", {}).get("scale", "")
+    )
+    asked_for_deleted = (
+        isinstance(failure, UseAfterFree)
+        and case.method == "GET"
+        and str((case.query or {}).get("includeDeleted")).lower() in ("true", "1", "yes")
+    )
+    return not (too_large or asked_for_deleted)
 
 
 def _describe(event) -> list[str]:  # noqa: ANN001
@@ -146,8 +165,14 @@ def _describe(event) -> list[str]:  # noqa: ANN001
         for check in checks:
             if check.status == Status.FAILURE and check.failure_info:
                 failure = check.failure_info.failure
+                interaction = event.recorder.interactions.get(case_id)
+                response = interaction.response if interaction else None
+                answer = (
+                    f"{response.status_code} {response.content[:300]!r}" if response else "none"
+                )
                 found.append(
                     f"{check.name}: {case.method} {case.formatted_path} query={case.query!r} "
-                    f"body={str(case.body)[:500]!r}\n  {failure.title}: {failure.message[:800]}"
+                    f"headers={case.headers!r} body={str(case.body)[:1500]!r}\n"
+                    f"  answer: {answer}\n  {failure.title}: {failure.message[:800]}"
                 )
     return found
