@@ -83,7 +83,6 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance),
         "SECRET_KEY": _secret_key(env, instance, production),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or None,
         "STORAGE_BACKEND": env.get("STORAGE_BACKEND", "local"),
         "STORAGE_DIR": storage_dir,

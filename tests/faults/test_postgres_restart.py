@@ -1,8 +1,8 @@
 """PostgreSQL restarted under a running app and worker (a private cluster, never the shared one).
 
-The connection pool recovers (pool_pre_ping): the next request after the restart succeeds. A
-generation that was processing while the database bounced ends success or failed with exactly
-one refund; it is never left stuck.
+The connection pool recovers (app.database drops connections the server closed): the next
+request after the restart succeeds. A generation that was processing while the database
+bounced ends success or failed with exactly one refund; it is never left stuck.
 """
 
 from __future__ import annotations
