@@ -6,15 +6,57 @@
   connection has nothing to read, so a readable socket means the server sent its goodbye
   (restart, `pg_terminate_backend`, idle timeout) or hung up. Such a connection is dropped, with
   every connection pooled before it, as a failed pre-ping would; the request gets a new one.
+- **Read-only views run without a transaction.** A GET view marked `@read_only` gets an
+  autocommitting connection: no `BEGIN` before its first query and no `ROLLBACK` at the end.
+  Under READ COMMITTED every statement takes its own snapshot anyway, so the reads see exactly
+  what they saw inside a transaction. Only views that never write may be marked.
 """
 
 from __future__ import annotations
 
 import select
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import flask_sqlalchemy.session
+from flask import current_app, has_request_context, request
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidatePoolError
+
+F = TypeVar("F", bound=Callable[..., Any])
+READ_METHODS = frozenset({"GET", "HEAD"})
+_autocommit_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def read_only(view: F) -> F:
+    """Mark a view that only reads: its queries autocommit (no transaction around them)."""
+    view.reads_only = True  # type: ignore[attr-defined]
+    return view
+
+
+def _request_reads_only() -> bool:
+    if not has_request_context() or request.method not in READ_METHODS:
+        return False
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "reads_only", False)
+
+
+def _autocommit(engine: Engine) -> Engine:
+    found = _autocommit_engines.get(engine)
+    if found is None:
+        found = _autocommit_engines[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+class Session(flask_sqlalchemy.session.Session):
+    """`db.session`: in a `@read_only` view, bound to the autocommitting form of the engine."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):  # noqa: ANN201
+        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if bind is None and isinstance(engine, Engine) and _request_reads_only():
+            return _autocommit(engine)
+        return engine
 
 
 def server_hung_up(dbapi_connection: Any) -> bool:

@@ -11,6 +11,7 @@ from flask import Response, request, stream_with_context, url_for
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import bool_arg, json_body, no_content, one, page, pagination_args
+from app.database import read_only
 from app.errors import Invalid
 from app.models import Generation
 from app.services import generations
@@ -73,6 +74,7 @@ def create_generation():
 
 
 @bp.get("/generations")
+@read_only
 def list_generations():
     limit, offset = pagination_args()
     rows, total = generations.list_generations(
@@ -95,6 +97,7 @@ def list_generations():
 
 
 @bp.get("/generations/<generation_id>")
+@read_only
 def get_generation(generation_id: str):
     generation = generations.get_generation(
         principal().project.id, generation_id, include_deleted=bool_arg("includeDeleted")
