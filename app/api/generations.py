@@ -99,10 +99,10 @@ def list_generations():
 @bp.get("/generations/<generation_id>")
 @read_only
 def get_generation(generation_id: str):
-    generation = generations.get_generation(
+    generation, output = generations.get_with_output(
         principal().project.id, generation_id, include_deleted=bool_arg("includeDeleted")
     )
-    return one(_serialize(generation))
+    return one(serializers.generation(generation, output))
 
 
 @bp.get("/generations/<generation_id>/events")

@@ -577,6 +577,24 @@ def get_generation(
     return generation
 
 
+def get_with_output(
+    project_id: str, generation_id: object, *, include_deleted: bool = False
+) -> tuple[Generation, Image | None]:
+    """The project's generation and its output image, in one query; 404 as get_generation."""
+    found = (
+        db.session.execute(
+            select(Generation, Image)
+            .outerjoin(Image, Image.id == Generation.output_image_id)
+            .where(Generation.id == generation_id, Generation.project_id == project_id)
+        ).first()
+        if isinstance(generation_id, str) and is_uuid(generation_id)
+        else None
+    )
+    if found is None or (found[0].deleted_at is not None and not include_deleted):
+        raise not_found("Generation")
+    return found[0], found[1]
+
+
 def list_generations(
     project_id: str,
     *,
