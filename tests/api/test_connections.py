@@ -1,13 +1,36 @@
-"""Pooled database connections the server has closed are replaced, not served to a request."""
+"""Database connections: replaced when the server closed them, reused by a busy process."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from app.config import load_config
 from tests.conftest import PG_ADMIN_URL
+
+THREADS = 8
+
+
+@pytest.fixture
+def app_config(backend, database_urls):
+    """The pool a web process of THREADS threads gets from its environment."""
+    env = {"DATABASE_URL": database_urls[backend], "GUNICORN_THREADS": str(THREADS)}
+    return {"SQLALCHEMY_ENGINE_OPTIONS": load_config(env)["SQLALCHEMY_ENGINE_OPTIONS"]}
+
+
+def _sessions(database: str) -> int:
+    """Connections the server has accepted for this database so far."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return conn.execute(
+                text("SELECT sessions FROM pg_stat_database WHERE datname = :db"), {"db": database}
+            ).scalar_one()
+    finally:
+        admin.dispose()
 
 
 def _terminate_backends(database: str) -> None:
@@ -38,3 +61,20 @@ def test_requests_succeed_after_the_server_closed_the_pooled_connections(app, ba
 
     for path in ("/api/v1/project", "/api/v1/images", "/api/v1/generations"):
         assert api.get(path).status_code == 200, path
+
+
+def test_a_busy_process_reuses_its_connections(app, backend, api):
+    if backend != "postgres":
+        pytest.skip("counts the server's sessions: a PostgreSQL test")
+    database = app.config["SQLALCHEMY_DATABASE_URI"].rsplit("/", 1)[1]
+
+    def burst() -> list[int]:
+        with ThreadPoolExecutor(THREADS) as pool:
+            paths = ["/api/v1/project", "/api/v1/images", "/api/v1/generations"] * 16
+            return list(pool.map(lambda path: api.get(path).status_code, paths))
+
+    assert set(burst()) == {200}  # opens up to one connection per thread
+    before = _sessions(database)
+    assert set(burst()) == {200}
+    # Only the admin connection that counts: no request opened one of its own.
+    assert _sessions(database) - before <= 1
