@@ -6,6 +6,8 @@
   connection has nothing to read, so a readable socket means the server sent its goodbye
   (restart, `pg_terminate_backend`, idle timeout) or hung up. Such a connection is dropped, with
   every connection pooled before it, as a failed pre-ping would; the request gets a new one.
+- **A hot statement can skip SQLAlchemy's per-execution work** (`fetch_one`): ~0.15 ms of CPU
+  per statement, as much as the statement costs the database. Used by the live HIT only.
 - **Read-only views run without a transaction.** A GET view marked `@read_only` gets an
   autocommitting connection: no `BEGIN` before its first query and no `ROLLBACK` at the end.
   Under READ COMMITTED every statement takes its own snapshot anyway, so the reads see exactly
@@ -22,7 +24,7 @@ from typing import Any, TypeVar
 import flask_sqlalchemy.session
 from flask import current_app, has_request_context, request
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -84,3 +86,35 @@ def watch_connections(engine: Engine) -> None:
     def drop_if_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if server_hung_up(dbapi_connection):
             raise InvalidatePoolError("the server closed this pooled connection")
+
+
+def fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run one autocommitted statement (PostgreSQL, psycopg) on a pooled connection, straight
+    through the driver: `sql` in the driver's `%(name)s` style, `params` already in the
+    driver's types. Errors come back as SQLAlchemy's, with a lost connection dropped from the
+    pool, so a database outage answers 503 here as everywhere else."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    fairy = None
+    try:
+        fairy = engine.raw_connection()
+        driver = fairy.driver_connection
+        driver.autocommit = True
+        try:
+            return driver.execute(sql, params).fetchone()
+        finally:
+            if not _lost(driver):
+                driver.autocommit = False
+    except dbapi_error as exc:
+        lost = fairy is None or _lost(fairy.driver_connection)
+        if fairy is not None and lost:
+            fairy.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, params, exc, dbapi_error, connection_invalidated=lost, dialect=engine.dialect
+        ) from exc
+    finally:
+        if fairy is not None:
+            fairy.close()
+
+
+def _lost(driver: Any) -> bool:
+    return bool(driver is None or driver.closed or driver.broken)

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.config import load_config
+from app.extensions import db
+from tests.api.test_live import cache, public_url
 from tests.conftest import PG_ADMIN_URL
 
 THREADS = 8
@@ -52,15 +54,22 @@ def _terminate_backends(database: str) -> None:
     assert killed >= 1
 
 
-def test_requests_succeed_after_the_server_closed_the_pooled_connections(app, backend, api):
+def test_requests_succeed_after_the_server_closed_the_pooled_connections(
+    app, backend, api, project
+):
     if backend != "postgres":
         pytest.skip("closing connections from the server side is a PostgreSQL test")
+    cache(project)
+    hit_url = public_url(project)
+    db.session.rollback()  # the test's own session holds no connection across the kill
     for _ in range(3):
         assert api.get("/api/v1/project").status_code == 200
+        assert api.client.get(hit_url).status_code == 200
     _terminate_backends(app.config["SQLALCHEMY_DATABASE_URI"].rsplit("/", 1)[1])
 
     for path in ("/api/v1/project", "/api/v1/images", "/api/v1/generations"):
         assert api.get(path).status_code == 200, path
+    assert api.client.get(hit_url).headers["X-Cache-Status"] == "HIT"
 
 
 def test_a_busy_process_reuses_its_connections(app, backend, api):
