@@ -1,5 +1,5 @@
 """How requests use the database connections: few round trips, none spent on bookkeeping
-(measured by bench/api_bench.py, docs/decisions.md "Round trips").
+(measured by bench/api_bench.py, docs/decisions.md "Request cost").
 
 - **Liveness without a round trip.** Instead of `pool_pre_ping` (a `SELECT 1`-like ping before
   every checkout), a pooled PostgreSQL connection is checked by looking at its socket: an idle
