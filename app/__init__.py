@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import load_config
-from app.extensions import csrf, db, htmx, login_manager, migrate, oauth
+from app.extensions import csrf, db, end_session, htmx, login_manager, migrate, oauth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         for engine in db.engines.values():
             database.watch_connections(engine)
+    app.teardown_appcontext(end_session)  # runs before Flask-SQLAlchemy's (reverse order)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)

@@ -1,5 +1,7 @@
 """Extension objects, created unbound here and initialised in create_app."""
 
+from contextlib import suppress
+
 from authlib.integrations.flask_client import OAuth
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -9,6 +11,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 from app.database import Session
@@ -38,3 +41,18 @@ oauth = OAuth()
 # RATELIMIT_DEFAULT as a limit on every route of the app), but resolving that took ~0.1 ms.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=False, strategy="fixed-window")
 limiter.request_filter(lambda: True)
+
+
+def end_session(_exc: BaseException | None = None) -> None:
+    """Teardown: end the request's session even when its connection died under it.
+
+    Flask-SQLAlchemy's own teardown rolls back, which raises when the database went away
+    mid-request (a restart) and turns an answered request into a 500. Here the dead
+    connection is invalidated instead, and the pool opens a new one next time.
+    """
+    try:
+        db.session.remove()
+    except DBAPIError:
+        with suppress(DBAPIError):
+            db.session().invalidate()
+        db.session.registry.clear()

@@ -108,3 +108,13 @@ def test_database_down_is_a_503_envelope_and_a_page_then_recovers(
     assert api.get("/api/v1/project").status_code == 200
     assert client.get("/projects").status_code == 200
     assert client.get(public_url(project)).headers["X-Cache-Hit-Count"] == "2"
+
+
+def test_a_request_whose_connection_dies_under_it_still_ends_cleanly(app, private_postgres):
+    # The connection is in a transaction when the server restarts: ending the request's
+    # session (the teardown's rollback) must not raise, and the next request gets a new one.
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Generation)) == 0
+        private_postgres.restart()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Generation)) == 0
