@@ -34,12 +34,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # CSRF is enforced by app.security for everything but API-key and signed requests.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
 
-    from app import metrics, observability
+    from app import database, metrics, observability
 
     # First, so every later hook and log line already has the request id.
     observability.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            database.watch_connections(engine)
     app.teardown_appcontext(end_session)  # runs before Flask-SQLAlchemy's (reverse order)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)

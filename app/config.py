@@ -21,6 +21,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _pool_options(env: dict[str, str], database_url: str) -> dict[str, int]:
+    """A pooled connection for every thread of a web process, and as many again for the short
+    second connection a request may hold (a live HIT, an API key's last-use stamp). A smaller
+    pool than the threads makes a busy process open and close connections per request."""
+    if database_url.startswith("sqlite"):
+        return {}
+    threads = _int(env, "GUNICORN_THREADS", 8)
+    return {"pool_size": threads, "max_overflow": threads}
+
+
 def _secret_key(env: dict[str, str], instance: Path, production: bool) -> str:
     key = env.get("SECRET_KEY")
     if key:
@@ -83,7 +93,7 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance),
         "SECRET_KEY": _secret_key(env, instance, production),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": _pool_options(env, database_url),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "STORAGE_BACKEND": env.get("STORAGE_BACKEND", "local"),
         "STORAGE_DIR": storage_dir,

@@ -3,8 +3,9 @@
 Two budgets per caller: generation-creating requests share `RATELIMIT_GENERATIONS`, every
 other /api/v1 request shares `RATELIMIT_DEFAULT`. The counters live in Flask-Limiter's storage
 (Redis when `REDIS_URL` is set, so every gunicorn process and machine shares them) and are
-counted with its fixed-window strategy. The caller is the API key (by id), else the signed-in
-user, else the client address (a request that fails authentication is counted too).
+counted in its fixed windows, on Redis in one round trip (`_COUNT_SCRIPT`). The caller is the
+API key (by id), else the signed-in user, else the client address (a request that fails
+authentication is counted too).
 
 Every /api/v1 response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the
 window resets) for the budget the request was counted against; a 429 adds `Retry-After`.
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
 from flask.wrappers import Response
 from limits import RateLimitItem, parse
+from limits.storage import RedisStorage
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from app.errors import RateLimited, ServiceUnavailable, Unauthorized
@@ -36,6 +40,19 @@ GENERATION_ENDPOINTS = frozenset(
 DEFAULT_BUDGET = "default"
 GENERATION_BUDGET = "generations"
 _SETTING = {DEFAULT_BUDGET: "RATELIMIT_DEFAULT", GENERATION_BUDGET: "RATELIMIT_GENERATIONS"}
+# Count a request and read its window in one round trip. Flask-Limiter's fixed window takes
+# three (the increment script, then GET and TTL for the headers); the key and its expiry are
+# the same as its, so both count in the same windows.
+_COUNT_SCRIPT = """
+local count = redis.call("INCRBY", KEYS[1], 1)
+local ttl = redis.call("TTL", KEYS[1])
+if ttl < 0 then
+    redis.call("EXPIRE", KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+_scripts: weakref.WeakKeyDictionary[RedisStorage, Script] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,23 @@ def _item(budget: str) -> RateLimitItem:
     return parse(current_app.config[_SETTING[budget]])
 
 
+def _count(item: RateLimitItem, budget: str, identity: str) -> tuple[bool, Window]:
+    """Count one request in the storage: whether it was within the limit, and the window."""
+    storage = limiter.storage
+    if isinstance(storage, RedisStorage):
+        script = _scripts.get(storage)
+        if script is None:
+            script = _scripts[storage] = storage.get_connection().register_script(_COUNT_SCRIPT)
+        key = storage.prefixed_key(item.key_for(budget, identity))
+        count, ttl = script(keys=[key], args=[item.get_expiry()])
+        window = Window(item.amount, max(0, item.amount - int(count)), max(0, int(ttl)))
+        return int(count) <= item.amount, window
+    allowed = limiter.limiter.hit(item, budget, identity)  # memory:// (one process, tests)
+    stats = limiter.limiter.get_window_stats(item, budget, identity)
+    reset_in = max(0, math.ceil(stats.reset_time - time.time()))
+    return allowed, Window(item.amount, stats.remaining, reset_in)
+
+
 def consume(budget: str, identity: str) -> Window:
     """Count one request of `identity` against `budget`; RateLimited (429) when it is spent.
 
@@ -63,15 +97,9 @@ def consume(budget: str, identity: str) -> Window:
     """
     item = _item(budget)
     try:
-        allowed = limiter.limiter.hit(item, budget, identity)
-        stats = limiter.limiter.get_window_stats(item, budget, identity)
+        allowed, window = _count(item, budget, identity)
     except RedisError as exc:
         raise ServiceUnavailable("Rate limit storage is unavailable") from exc
-    window = Window(
-        limit=item.amount,
-        remaining=stats.remaining,
-        reset_in=max(0, math.ceil(stats.reset_time - time.time())),
-    )
     g.rate_window = window
     if not allowed:
         raise RateLimited(

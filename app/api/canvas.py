@@ -9,6 +9,7 @@ from flask import request
 from app.api import bp
 from app.api.auth import principal
 from app.api.helpers import json_body, one
+from app.database import read_only
 from app.errors import DomainError, Invalid
 from app.models import isoformat
 from app.services import canvas
@@ -46,6 +47,7 @@ def _expected_versions() -> set[int] | None:
 
 
 @bp.get("/canvas")
+@read_only
 def get_canvas():
     return _respond(canvas.get_canvas(principal().project.id))
 

@@ -7,6 +7,7 @@ from flask import Response, request
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import json_body, no_content, one, page, pagination_args
+from app.database import read_only
 from app.models import Flow
 from app.services import flows
 
@@ -29,6 +30,7 @@ def _flow(flow_id: str) -> Flow:
 
 
 @bp.get("/flows")
+@read_only
 def list_flows():
     limit, offset = pagination_args()
     found = flows.list_flows(principal().project.id, limit=limit, offset=offset)
@@ -51,11 +53,13 @@ def create_flow():
 
 
 @bp.get("/flows/<flow_id>")
+@read_only
 def get_flow(flow_id: str):
     return _one_flow(_flow(flow_id))
 
 
 @bp.get("/flows/<flow_id>/generations")
+@read_only
 def list_flow_generations(flow_id: str):
     limit, offset = pagination_args()
     found, outputs = flows.flow_generations(_flow(flow_id), limit=limit, offset=offset)
@@ -70,6 +74,7 @@ def list_flow_generations(flow_id: str):
 
 
 @bp.get("/flows/<flow_id>/images")
+@read_only
 def list_flow_images(flow_id: str):
     limit, offset = pagination_args()
     found = flows.flow_images(_flow(flow_id), limit=limit, offset=offset)

@@ -11,6 +11,7 @@ from flask import Response, request, stream_with_context, url_for
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import bool_arg, json_body, no_content, one, page, pagination_args
+from app.database import read_only
 from app.errors import Invalid
 from app.models import Generation
 from app.services import generations
@@ -70,6 +71,7 @@ def create_generation():
 
 
 @bp.get("/generations")
+@read_only
 def list_generations():
     limit, offset = pagination_args()
     rows, total = generations.list_generations(
@@ -92,11 +94,12 @@ def list_generations():
 
 
 @bp.get("/generations/<generation_id>")
+@read_only
 def get_generation(generation_id: str):
-    generation = generations.get_generation(
+    generation, output = generations.get_with_output(
         principal().project.id, generation_id, include_deleted=bool_arg("includeDeleted")
     )
-    return one(_serialize(generation))
+    return one(serializers.generation(generation, output))
 
 
 @bp.get("/generations/<generation_id>/events")

@@ -7,6 +7,7 @@ from flask import current_app, request
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import bool_arg, json_body, no_content, one, page, pagination_args
+from app.database import read_only
 from app.errors import Invalid, TooLarge
 from app.services import images
 
@@ -37,6 +38,7 @@ def upload_image():
 
 
 @bp.get("/images")
+@read_only
 def list_images():
     limit, offset = pagination_args()
     found = images.list_images(
@@ -59,6 +61,7 @@ def list_images():
 
 
 @bp.get("/images/resolve/<alias>")
+@read_only
 def resolve_image(alias: str):
     resolved = images.resolve(principal().project.id, alias, request.args.get("flowId") or None)
     return one(
@@ -71,6 +74,7 @@ def resolve_image(alias: str):
 
 
 @bp.get("/images/<image_id>")
+@read_only
 def get_image(image_id: str):
     image = images.get_image(
         principal().project.id, image_id, include_deleted=bool_arg("includeDeleted")

@@ -3,10 +3,12 @@
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import json_body, one
+from app.database import read_only
 from app.services import projects
 
 
 @bp.get("/project")
+@read_only
 def get_project():
     return one(serializers.project(principal().project))
 

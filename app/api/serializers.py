@@ -17,6 +17,8 @@ from app.models import (
     isoformat,
 )
 
+_HOST_URL_KEY = "pictor.host_url"
+
 
 def external_url(endpoint: str, **values: Any) -> str:
     """Absolute URL: PUBLIC_BASE_URL when set, else the request's host.
@@ -26,9 +28,18 @@ def external_url(endpoint: str, **values: Any) -> str:
     base = current_app.config.get("PUBLIC_BASE_URL")
     if has_request_context():
         path = url_for(endpoint, **values)
-        return (base or request.host_url.rstrip("/")) + path
+        return (base or _host_url()) + path
     path = current_app.url_map.bind("localhost").build(endpoint, values)
     return (base or "") + path
+
+
+def _host_url() -> str:
+    """The request's scheme and host, worked out once per request (a page of images asks for
+    it twice per image, and Werkzeug rebuilds it every time)."""
+    host = request.environ.get(_HOST_URL_KEY)
+    if host is None:
+        host = request.environ[_HOST_URL_KEY] = request.host_url.rstrip("/")
+    return host
 
 
 def image(img: Image) -> dict[str, Any]:

@@ -26,7 +26,11 @@ class Project(db.Model):
     live_allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, nullable=False)
     live_daily_limit: Mapped[int | None] = mapped_column(Integer)
     webhook_secret: Mapped[str] = mapped_column(String(128), nullable=False)
-    canvas_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    # Up to 1 MB, read only by app.services.canvas: not loaded with the project (every API
+    # request loads its project along with the key).
+    canvas_state: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, nullable=False, deferred=True
+    )
     canvas_version: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     canvas_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_column()

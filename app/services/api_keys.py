@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.errors import Invalid, Unauthorized, not_found
 from app.extensions import db
@@ -22,6 +22,18 @@ PREFIX = "pk_"
 BODY_LENGTH = 40  # 40 URL-safe characters = 240 bits
 DISPLAY_PREFIX = 11  # "pk_" + 8 characters, shown in lists to tell keys apart
 TOUCH_EVERY = timedelta(minutes=1)
+# Built once: every API request runs it, and building a statement costs more than running it.
+_BY_DIGEST = select(ApiKey).where(ApiKey.key_hash == bindparam("digest"))
+# `last_used_at` is written at most once per TOUCH_EVERY per key, whichever process sees it
+# first: the condition makes the others' UPDATE a no-op.
+_TOUCH = (
+    update(ApiKey)
+    .where(
+        ApiKey.id == bindparam("key_id"),
+        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= bindparam("stale_before")),
+    )
+    .values(last_used_at=bindparam("used_at"))
+)
 
 
 @dataclass(frozen=True)
@@ -67,12 +79,14 @@ def authenticate(plaintext: str | None) -> ApiKey:
     """The live key for this plaintext, or Unauthorized (missing, unknown, revoked, expired).
 
     Lookup is by the SHA-256 digest (an index hit reveals nothing about the key), and the
-    digest is then compared in constant time.
+    digest is then compared in constant time. One query reads the key with its project and
+    the project's owner (joined), fresh on every request, so a revoked key, a deleted project
+    or a disabled account is refused at once in every process.
     """
     if not plaintext or not plaintext.startswith(PREFIX) or len(plaintext) > 200:
         raise Unauthorized("Missing or invalid API key")
     digest = hash_key(plaintext)
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    key = db.session.scalar(_BY_DIGEST, {"digest": digest})
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise Unauthorized("Missing or invalid API key")
     now = utcnow()
@@ -83,14 +97,15 @@ def authenticate(plaintext: str | None) -> ApiKey:
     if key.project.owner.disabled:
         raise Unauthorized("This account is disabled")
     if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
-        db.session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key.id)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+        _touch(key.id, now)
     return key
+
+
+def _touch(key_id: str, now: datetime) -> None:
+    """Record the use on its own autocommitted statement, outside the request's transaction
+    (which a read may never commit, and a write must not commit early)."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(_TOUCH, {"key_id": key_id, "stale_before": now - TOUCH_EVERY, "used_at": now})
 
 
 def list_keys(user: User) -> list[ApiKey]:

@@ -30,7 +30,7 @@ from flask import current_app
 from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq import Callback, Retry
-from sqlalchemy import false, func, select, update
+from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import queue
@@ -596,6 +596,34 @@ def get_generation(
     if generation.deleted_at is not None and not include_deleted:
         raise not_found("Generation")
     return generation
+
+
+_WITH_OUTPUT = (
+    select(Generation, Image)
+    .outerjoin(Image, Image.id == Generation.output_image_id)
+    .where(
+        Generation.id == bindparam("generation_id"),
+        Generation.project_id == bindparam("project_id"),
+    )
+)
+
+
+def get_with_output(
+    project_id: str, generation_id: object, *, include_deleted: bool = False
+) -> tuple[Generation, Image | None]:
+    """The project's generation and its output image, in one query; 404 as get_generation.
+
+    The statement is built once (GET /generations/{id} is what clients poll)."""
+    found = (
+        db.session.execute(
+            _WITH_OUTPUT, {"generation_id": generation_id, "project_id": project_id}
+        ).first()
+        if isinstance(generation_id, str) and is_uuid(generation_id)
+        else None
+    )
+    if found is None or (found[0].deleted_at is not None and not include_deleted):
+        raise not_found("Generation")
+    return found[0], found[1]
 
 
 def list_generations(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import ApiKey
 from app.services import api_keys
 from tests import factories
 
@@ -51,6 +56,27 @@ def test_revoked_key_gets_401_at_once(api, user):
     response = api.get("/api/v1/project")
     assert response.status_code == 401
     assert "revoked" in _error(response)["message"]
+
+
+def _last_used(key_id: str):
+    db.session.commit()  # a fresh read, not the test's earlier one
+    return db.session.scalar(select(ApiKey.last_used_at).where(ApiKey.id == key_id))
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(api, user):
+    (key,) = api_keys.list_keys(user)
+    assert _last_used(key.id) is None
+    assert api.get("/api/v1/project").status_code == 200
+    first = _last_used(key.id)
+    assert first is not None
+    assert api.get("/api/v1/project").status_code == 200
+    assert _last_used(key.id) == first
+
+    a_while_ago = first - api_keys.TOUCH_EVERY - timedelta(seconds=1)
+    db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=a_while_ago))
+    db.session.commit()
+    assert api.get("/api/v1/project").status_code == 200
+    assert _last_used(key.id) >= first
 
 
 def test_unknown_route_is_a_json_404(api):

@@ -19,9 +19,15 @@ from tests import factories
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def app_config():
-    return {"RATELIMIT_DEFAULT": "5/minute", "RATELIMIT_GENERATIONS": "2/minute"}
+@pytest.fixture(params=["memory", "redis"])
+def app_config(request):
+    """Every test counts in process memory and in Redis (one script per request there)."""
+    storage = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    return {
+        "RATELIMIT_DEFAULT": "5/minute",
+        "RATELIMIT_GENERATIONS": "2/minute",
+        "RATELIMIT_STORAGE_URI": storage,
+    }
 
 
 def _limits(response):

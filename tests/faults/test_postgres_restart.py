@@ -1,8 +1,8 @@
 """PostgreSQL restarted under a running app and worker (a private cluster, never the shared one).
 
-The connection pool recovers (pool_pre_ping): the next request after the restart succeeds. A
-generation that was processing while the database bounced ends success or failed with exactly
-one refund; it is never left stuck.
+The connection pool recovers (app.database drops connections the server closed): the next
+request after the restart succeeds. A generation that was processing while the database
+bounced ends success or failed with exactly one refund; it is never left stuck.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, func, select
 from app.extensions import db
 from app.models import CreditTransaction, Generation
 from app.services import credits
+from tests.api.test_live import cache, public_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -82,10 +83,12 @@ def test_pool_recovers_and_in_flight_generation_ends_after_a_database_restart(
 
 
 def test_database_down_is_a_503_envelope_and_a_page_then_recovers(
-    api, client, auth, user, private_postgres
+    api, client, auth, user, project, private_postgres
 ):
     auth.login(user.email)
+    cache(project)
     assert client.get("/projects").status_code == 200
+    assert client.get(public_url(project)).status_code == 200  # a live HIT
     db.session.remove()
     private_postgres.stop()
     try:
@@ -93,6 +96,9 @@ def test_database_down_is_a_503_envelope_and_a_page_then_recovers(
         assert response.status_code == 503, response.data
         assert response.headers["Retry-After"] == "5"
         assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        hit = client.get(public_url(project))
+        assert hit.status_code == 503, hit.data
+        assert hit.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
         page = client.get("/projects")
         assert page.status_code == 503
         assert "Temporarily unavailable" in page.get_data(as_text=True)
@@ -101,6 +107,7 @@ def test_database_down_is_a_503_envelope_and_a_page_then_recovers(
         private_postgres.start()
     assert api.get("/api/v1/project").status_code == 200
     assert client.get("/projects").status_code == 200
+    assert client.get(public_url(project)).headers["X-Cache-Hit-Count"] == "2"
 
 
 def test_a_request_whose_connection_dies_under_it_still_ends_cleanly(app, private_postgres):

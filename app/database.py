@@ -1,0 +1,120 @@
+"""How requests use the database connections: few round trips, none spent on bookkeeping
+(measured by bench/api_bench.py, docs/decisions.md "Request cost").
+
+- **Liveness without a round trip.** Instead of `pool_pre_ping` (a `SELECT 1`-like ping before
+  every checkout), a pooled PostgreSQL connection is checked by looking at its socket: an idle
+  connection has nothing to read, so a readable socket means the server sent its goodbye
+  (restart, `pg_terminate_backend`, idle timeout) or hung up. Such a connection is dropped, with
+  every connection pooled before it, as a failed pre-ping would; the request gets a new one.
+- **A hot statement can skip SQLAlchemy's per-execution work** (`fetch_one`): ~0.15 ms of CPU
+  per statement, as much as the statement costs the database. Used by the live HIT only.
+- **Read-only views run without a transaction.** A GET view marked `@read_only` gets an
+  autocommitting connection: no `BEGIN` before its first query and no `ROLLBACK` at the end.
+  Under READ COMMITTED every statement takes its own snapshot anyway, so the reads see exactly
+  what they saw inside a transaction. Only views that never write may be marked.
+"""
+
+from __future__ import annotations
+
+import select
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import flask_sqlalchemy.session
+from flask import current_app, has_request_context, request
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+
+F = TypeVar("F", bound=Callable[..., Any])
+READ_METHODS = frozenset({"GET", "HEAD"})
+_autocommit_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def read_only(view: F) -> F:
+    """Mark a view that only reads: its queries autocommit (no transaction around them)."""
+    view.reads_only = True  # type: ignore[attr-defined]
+    return view
+
+
+def _request_reads_only() -> bool:
+    if not has_request_context() or request.method not in READ_METHODS:
+        return False
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "reads_only", False)
+
+
+def _autocommit(engine: Engine) -> Engine:
+    found = _autocommit_engines.get(engine)
+    if found is None:
+        found = _autocommit_engines[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+class Session(flask_sqlalchemy.session.Session):
+    """`db.session`: in a `@read_only` view, bound to the autocommitting form of the engine."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):  # noqa: ANN201
+        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if bind is None and isinstance(engine, Engine) and _request_reads_only():
+            return _autocommit(engine)
+        return engine
+
+
+def server_hung_up(dbapi_connection: Any) -> bool:
+    """True when an idle connection's socket has something to read: the server's goodbye."""
+    if dbapi_connection.closed:
+        return True
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # noqa: BLE001  (psycopg raises once the connection is closed)
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
+def watch_connections(engine: Engine) -> None:
+    """Check pooled PostgreSQL connections at checkout without a round trip (see above)."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "checkout")
+    def drop_if_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if server_hung_up(dbapi_connection):
+            raise InvalidatePoolError("the server closed this pooled connection")
+
+
+def fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run one autocommitted statement (PostgreSQL, psycopg) on a pooled connection, straight
+    through the driver: `sql` in the driver's `%(name)s` style, `params` already in the
+    driver's types. Errors come back as SQLAlchemy's, with a lost connection dropped from the
+    pool, so a database outage answers 503 here as everywhere else."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    fairy = None
+    try:
+        fairy = engine.raw_connection()
+        driver = fairy.driver_connection
+        driver.autocommit = True
+        try:
+            return driver.execute(sql, params).fetchone()
+        finally:
+            if not _lost(driver):
+                driver.autocommit = False
+    except dbapi_error as exc:
+        lost = fairy is None or _lost(fairy.driver_connection)
+        if fairy is not None and lost:
+            fairy.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, params, exc, dbapi_error, connection_invalidated=lost, dialect=engine.dialect
+        ) from exc
+    finally:
+        if fairy is not None:
+            fairy.close()
+
+
+def _lost(driver: Any) -> bool:
+    return bool(driver is None or driver.closed or driver.broken)
