@@ -46,9 +46,19 @@ def create_flow(
     return flow
 
 
-def get_flow(project_id: str, flow_id: object) -> Flow:
-    """The project's flow, or 404 "Flow not found" (missing, malformed or another project's)."""
-    flow = db.session.get(Flow, flow_id) if isinstance(flow_id, str) and is_uuid(flow_id) else None
+def get_flow(project_id: str, flow_id: object, *, to_add_to: bool = False) -> Flow:
+    """The project's flow, or 404 "Flow not found" (missing, malformed or another project's).
+
+    `to_add_to`: the caller is about to add a row to the flow, so the flow is held (PostgreSQL
+    `FOR KEY SHARE`, until commit) against a concurrent delete_flow — which then waits and
+    detaches the new row too — instead of the insert failing its foreign key (a 500).
+    Adding to one flow from many requests at once does not serialise: key-share locks
+    don't conflict with each other nor with the flow's `updated_at` touch.
+    """
+    flow = None
+    if isinstance(flow_id, str) and is_uuid(flow_id):
+        lock = {"key_share": True} if to_add_to else None
+        flow = db.session.get(Flow, flow_id, with_for_update=lock)
     if flow is None or flow.project_id != project_id:
         raise not_found("Flow")
     return flow

@@ -284,7 +284,7 @@ def _spec(
         request_id=_optional_text(params, "requestId", MAX_KEY_LENGTH),
     )
     if params.get("flowId") is not None:
-        spec.flow_id = flows.get_flow(project.id, params["flowId"]).id
+        spec.flow_id = flows.get_flow(project.id, params["flowId"], to_add_to=True).id
     spec.references = aliases.resolve_references(
         project.id, spec.reference_inputs, prompt, spec.flow_id
     )

@@ -66,7 +66,7 @@ def upload(
     if flow_alias is not None:
         aliases.validate_alias(flow_alias, field="flowAlias")
     meta = flows.validate_meta(meta) if meta is not None else None
-    flow = flows.get_flow(project_id, flow_id) if flow_id is not None else None
+    flow = flows.get_flow(project_id, flow_id, to_add_to=True) if flow_id is not None else None
     if alias is not None:
         aliases.ensure_project_alias_free(project_id, alias)
     decoded = imaging.decode(data, max_bytes=max_bytes)

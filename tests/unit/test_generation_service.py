@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 from rq.job import JobStatus
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app import queue
-from app.errors import InsufficientCredits
+from app.errors import InsufficientCredits, NotFound
 from app.extensions import db
-from app.models import CreditTransaction, Generation, Image, Project, User, utcnow
+from app.models import CreditTransaction, Flow, Generation, Image, Project, User, utcnow
 from app.services import credits, generations
 from tests import factories
 
@@ -269,3 +269,36 @@ def test_idempotent_retries_racing_charge_once(app, backend, project, user):
     assert credits.balance(user_id) == 49
     usage = db.session.scalar(select(func.count()).where(CreditTransaction.type == "usage"))
     assert usage == 1
+
+
+def test_a_flow_deleted_while_a_generation_joins_it_is_404_not_a_500(app, backend, project, user):
+    if backend != "postgres":
+        pytest.skip("real concurrency needs PostgreSQL")
+    flow_id = factories.make_flow(project).id
+    db.session.commit()
+    balance = credits.balance(user.id)
+    # Another request is deleting the flow and has not committed yet.
+    other = db.engine.connect()
+    deleting = other.begin()
+    other.execute(delete(Flow).where(Flow.id == flow_id))
+    outcome: list[str] = []
+
+    def join_the_flow() -> None:
+        with app.app_context():
+            try:
+                _create(project, user, flowId=flow_id)
+                outcome.append("created")
+            except NotFound as exc:
+                outcome.append(exc.message)
+            except Exception as exc:  # noqa: BLE001  (the bug: an IntegrityError, a 500)
+                outcome.append(type(exc).__name__)
+
+    joiner = threading.Thread(target=join_the_flow)
+    joiner.start()
+    joiner.join(timeout=1.0)
+    assert joiner.is_alive(), f"the request did not wait for the delete: {outcome}"
+    deleting.commit()
+    other.close()
+    joiner.join(timeout=30)
+    assert outcome == ["Flow not found"]
+    assert credits.balance(user.id) == balance
