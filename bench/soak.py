@@ -39,6 +39,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -177,13 +178,19 @@ def seed(stack: Stack) -> list[str]:
         "        keys.append(api_keys.create_key(user, project, 'soak').plaintext)\n"
         "print(json.dumps(keys))\n"
     )
+    return run_in_app(stack, script, timeout=120)
+
+
+def run_in_app(stack: Stack, script: str, *, stdin: object = None, timeout: float) -> Any:
+    """Run a Python script against the stack's app; its last printed line is JSON, returned."""
     out = subprocess.run(  # noqa: S603
         [sys.executable, "-c", script],
         cwd=ROOT,
         env=stack.env,
-        check=True,
+        input=json.dumps(stdin).encode(),
         capture_output=True,
-        timeout=120,
+        timeout=timeout,
+        check=True,
     )
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -436,16 +443,7 @@ def final_state(stack: Stack, accepted: list[str], wait_seconds: float) -> dict:
         " 'found': len(rows), 'error_codes': {str(k): v for k, v in codes.items()},"
         " 'all_statuses': every, 'ledger_inconsistent_users': bad}))\n"
     )
-    out = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=stack.env,
-        input=json.dumps(accepted).encode(),
-        capture_output=True,
-        timeout=wait_seconds + 120,
-        check=True,
-    )
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return run_in_app(stack, script, stdin=accepted, timeout=wait_seconds + 120)
 
 
 def percentile(values: list[float], q: float) -> float:
