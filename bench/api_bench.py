@@ -136,7 +136,7 @@ def seed(env: dict[str, str], work: Path) -> dict[str, str]:
         user = accounts.create_user("bench@example.com", "bench password 123")
         project = projects.list_projects(user)[0]
         key = api_keys.create_key(user, project, "bench").plaintext
-        image = imaging.ingest(project.id, _picture(), source="generated")
+        image = imaging.store(project.id, imaging.judge_output(_picture()), source="generated")
         db.session.add(
             LiveCacheEntry(
                 project_id=project.id,

@@ -99,6 +99,14 @@ def png_bytes(width: int = 64, height: int = 48, color: str = "#3366cc") -> byte
     return buffer.getvalue()
 
 
+def ingest(project_id: str, data: bytes, **fields: Any):
+    """Store bytes as an upload is stored (decoded, re-encoded, thumbnailed); not committed."""
+    from app.services import imaging
+
+    decoded = imaging.decode(data)
+    return imaging.store(project_id, imaging.encode(decoded, decoded.format), **fields)
+
+
 def make_image(
     project: Project,
     *,
@@ -110,9 +118,8 @@ def make_image(
 ):
     """An image stored through the real ingest path (bytes decoded, re-encoded, thumbnailed)."""
     from app.extensions import db
-    from app.services import imaging
 
-    image = imaging.ingest(
+    image = ingest(
         project.id, png_bytes(color=color), source=source, flow_id=flow.id if flow else None
     )
     image.alias = alias

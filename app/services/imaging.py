@@ -1,8 +1,9 @@
 """Image bytes: judged by decoding, re-encoded, thumbnailed, stored (DESIGN.md "Bytes").
 
-Every image that enters Pictor — an upload or a model's output — goes through `ingest`: it is
-decoded with Pillow (format, dimensions, decompression-bomb limit), re-encoded so metadata and
-trailing bytes are dropped, stored under a generated key with a WebP thumbnail, and recorded.
+Every image that enters Pictor is decoded with Pillow (format, dimensions, decompression-bomb
+limit) and stored under a generated key with a WebP thumbnail, and recorded: an upload is
+re-encoded (`decode` → `encode` → `store`), a model's output judged (`judge_output` → `store`);
+either way metadata and trailing bytes are dropped.
 """
 
 from __future__ import annotations
@@ -185,36 +186,6 @@ def _itxt(key: str, value: str) -> bytes:
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     crc = zlib.crc32(kind + body) & 0xFFFFFFFF
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-
-def ingest(
-    project_id: str,
-    data: bytes,
-    *,
-    source: str,
-    flow_id: str | None = None,
-    generation_id: str | None = None,
-    meta: dict[str, Any] | None = None,
-    text: dict[str, str] | None = None,
-    max_bytes: int | None = None,
-    image_id: str | None = None,
-) -> Image:
-    """Decode, re-encode, store the bytes and a thumbnail, and add the Image row (not committed).
-
-    Raises TooLarge / UnsupportedMedia for bad input and StorageError when bytes can't be
-    written (nothing is recorded then).
-    """
-    decoded = decode(data, max_bytes=max_bytes)
-    encoded = encode(decoded, decoded.format, text=text)
-    return store(
-        project_id,
-        encoded,
-        source=source,
-        flow_id=flow_id,
-        generation_id=generation_id,
-        meta=meta,
-        image_id=image_id,
-    )
 
 
 def store(

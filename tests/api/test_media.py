@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image as PILImage
 
-from app.services import imaging
+from tests import factories
 from tests.fakes.gemini import tiny_png
 
 
@@ -17,7 +17,7 @@ def image(app, project):
     picture = PILImage.new("RGB", (900, 600), (30, 120, 200))
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
-    stored = imaging.ingest(project.id, buffer.getvalue(), source="uploaded")
+    stored = factories.ingest(project.id, buffer.getvalue(), source="uploaded")
     from app.extensions import db
 
     db.session.commit()
@@ -91,7 +91,7 @@ def test_jpeg_is_served_as_jpg(client, project):
 
     buffer = io.BytesIO()
     PILImage.open(io.BytesIO(tiny_png())).save(buffer, "JPEG")
-    stored = imaging.ingest(project.id, buffer.getvalue(), source="uploaded")
+    stored = factories.ingest(project.id, buffer.getvalue(), source="uploaded")
     db.session.commit()
     response = client.get(f"/i/{stored.id}.jpg")
     assert response.status_code == 200 and response.mimetype == "image/jpeg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services import imaging
+from tests import factories
 from tests.fakes.gemini import tiny_png
 from tests.web.test_pages import assert_security_headers
 
@@ -14,7 +14,7 @@ from tests.web.test_pages import assert_security_headers
 def urls(app, project, api):
     from app.extensions import db
 
-    stored = imaging.ingest(project.id, tiny_png(size=(64, 48)), source="uploaded")
+    stored = factories.ingest(project.id, tiny_png(size=(64, 48)), source="uploaded")
     db.session.commit()
     return {"image": f"/i/{stored.id}.png", "thumb": f"/i/{stored.id}/thumb.webp"}
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Generation, utcnow
-from app.services import imaging, projects
+from app.services import projects
 from tests import factories
 from tests.fakes.gemini import tiny_png
 
@@ -34,7 +34,7 @@ def card(page: str, project_id: str) -> str:
 
 
 def add_image(project_id: str, minutes_ago: int, deleted: bool = False) -> str:
-    image = imaging.ingest(
+    image = factories.ingest(
         project_id, tiny_png((minutes_ago * 20 % 255, 80, 40)), source="uploaded"
     )
     image.created_at = utcnow() - timedelta(minutes=minutes_ago)
