@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from app import ratelimit
-from tests import factories
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests import factories, servers
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -124,92 +113,22 @@ def test_pages_outside_the_api_are_not_limited(client):
 # --- across processes ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str, key: str) -> int:
-    request = urllib.request.Request(url, headers={"X-API-Key": key, "Connection": "close"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
-
-
 @pytest.mark.slow
 @pytest.mark.redis
 def test_the_limit_is_shared_by_two_gunicorn_workers(app, user, project, redis_url, tmp_path):
     key = factories.make_key(user, project).plaintext
-    port = _free_port()
-    log = tmp_path / "access.log"
-    errors = tmp_path / "error.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": "test-secret-key",
-        "PICTOR_INSTANCE_DIR": str(tmp_path / "instance"),
-        "STORAGE_DIR": str(tmp_path / "storage"),
-        "RATELIMIT_DEFAULT": "10/minute",
-        "PYTHONPATH": str(ROOT),
-    }
-    # Plain sync workers and the text access log, not the project's gunicorn.conf.py: the test
-    # holds one worker on a half-sent request and reads worker pids from the access log.
-    bare_config = tmp_path / "gunicorn.conf.py"
-    bare_config.write_text("")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            f"--config={bare_config}",
-            "--workers=2",
-            "--preload",
-            f"--bind=127.0.0.1:{port}",
-            f"--error-logfile={errors}",
-            f"--access-logfile={log}",
-            "--access-logformat=%(p)s %(s)s",
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/api/v1/project"
-        deadline = time.monotonic() + 60
-        while not (errors.exists() and errors.read_text().count("Booting worker") == 2):
-            assert time.monotonic() < deadline, "gunicorn did not start two workers"
-            assert server.poll() is None, errors.read_text()[-2000:] if errors.exists() else ""
-            time.sleep(0.2)
-        # Hold one worker on a half-sent request, so the other one must serve the next ones.
-        held = socket.create_connection(("127.0.0.1", port), timeout=30)
-        held.sendall(b"GET /api/v1/project HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        time.sleep(0.5)
-        first = [_get(url, key) for _ in range(6)]
-        held.sendall(f"X-API-Key: {key}\r\nConnection: close\r\n\r\n".encode())
-        reply = b""
-        while chunk := held.recv(65536):
-            reply += chunk
-        held.close()
-        rest = [_get(url, key) for _ in range(6)]
+    database = app.config["SQLALCHEMY_DATABASE_URI"]
+    settings = {"RATELIMIT_DEFAULT": "10/minute"}
+    with servers.two_gunicorn_workers(database, redis_url, tmp_path, **settings) as gunicorn:
+        url = gunicorn.url("/api/v1/project")
+        with gunicorn.hold_one_worker("/api/v1/project") as held:
+            first = [servers.get_status(url, key) for _ in range(6)]
+            reply = held.finish(key)
+        rest = [servers.get_status(url, key) for _ in range(6)]
 
         assert first == [200] * 6
         assert reply.startswith(b"HTTP/1.1 200")
         # The held worker counted nothing itself, yet it sees the other worker's six requests.
         assert b"X-RateLimit-Remaining: 3\r\n" in reply
         assert rest == [200] * 3 + [429] * 3
-        pids = {line.split()[0] for line in log.read_text().splitlines() if line.strip()}
-        assert len(pids) == 2, "both workers must have served requests"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        assert len(gunicorn.worker_pids()) == 2, "both workers must have served requests"

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import postgres_available
 from tests.jobs.test_worker_process import Workers
+from tests.servers import free_port
 
 
 @pytest.fixture
@@ -37,12 +38,6 @@ def workers(app, database_urls, tmp_path) -> Iterator[Workers]:
     pool = Workers(app, database_urls["postgres"], tmp_path)
     yield pool
     pool.stop_all()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, up: bool, timeout: float = 20) -> None:

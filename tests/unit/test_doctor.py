@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from app.models import User
 from jobs.worker import Cron
 from tests import factories
 from tests.conftest import PG_ADMIN_URL, _wipe, make_config
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_NAMES = ["database", "schema", "redis", "storage", "workers", "scheduler", "ledger"]
@@ -206,19 +206,13 @@ def test_redis_mode_warns_without_workers_and_scheduler_then_sees_them(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def evicting_redis(tmp_path) -> Iterator[str]:
     """A private redis-server whose maxmemory-policy would evict queued jobs."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         + ["--maxmemory-policy", "allkeys-lru", "--dir", str(tmp_path)],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from app.extensions import db
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_up(base: str, server: subprocess.Popen, seconds: float = 60) -> None:
@@ -60,7 +54,7 @@ def test_gunicorn_serves_health_and_writes_a_json_access_log(tmp_path, redis_url
     engine = create_engine(database)
     db.metadata.create_all(engine)
     engine.dispose()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PICTOR_ENV"}
     env.update(
         PYTHONPATH=str(ROOT),
