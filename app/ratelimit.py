@@ -3,9 +3,10 @@
 Two budgets per caller: generation-creating requests share `RATELIMIT_GENERATIONS`, every
 other /api/v1 request shares `RATELIMIT_DEFAULT`. The counters live in Flask-Limiter's storage
 (Redis when `REDIS_URL` is set, so every gunicorn process and machine shares them) and are
-counted in its fixed windows, on Redis in one round trip (`_COUNT_SCRIPT`). The caller is the
-API key (by id), else the signed-in user, else the client address (a request that fails
-authentication is counted too).
+counted in its fixed windows, on Redis in one round trip (`_COUNT_SCRIPT`), which also reads
+the auth epoch that remembered API keys are checked against (app/services/api_keys.py). The
+caller is the API key (by id), else the signed-in user, else the client address (a request that
+fails authentication is counted too).
 
 Every /api/v1 response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the
 window resets) for the budget the request was counted against; a 429 adds `Retry-After`.
@@ -13,6 +14,7 @@ window resets) for the budget the request was counted against; a 429 adds `Retry
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import weakref
@@ -22,11 +24,13 @@ from flask import Flask, current_app, g, request
 from flask.wrappers import Response
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
+from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from app.errors import RateLimited, ServiceUnavailable, Unauthorized
 from app.extensions import limiter
+from app.services import api_keys
 
 API_PREFIX = "/api/v1/"
 GENERATION_ENDPOINTS = frozenset(
@@ -42,7 +46,8 @@ GENERATION_BUDGET = "generations"
 _SETTING = {DEFAULT_BUDGET: "RATELIMIT_DEFAULT", GENERATION_BUDGET: "RATELIMIT_GENERATIONS"}
 # Count a request and read its window in one round trip. Flask-Limiter's fixed window takes
 # three (the increment script, then GET and TTL for the headers); the key and its expiry are
-# the same as its, so both count in the same windows.
+# the same as its, so both count in the same windows. KEYS[2] is the auth epoch, read here to
+# save API-key authentication a round trip of its own.
 _COUNT_SCRIPT = """
 local count = redis.call("INCRBY", KEYS[1], 1)
 local ttl = redis.call("TTL", KEYS[1])
@@ -50,7 +55,7 @@ if ttl < 0 then
     redis.call("EXPIRE", KEYS[1], ARGV[1])
     ttl = tonumber(ARGV[1])
 end
-return {count, ttl}
+return {count, ttl, redis.call("GET", KEYS[2])}
 """
 _scripts: weakref.WeakKeyDictionary[RedisStorage, Script] = weakref.WeakKeyDictionary()
 
@@ -70,18 +75,32 @@ class Window:
 
 
 def _item(budget: str) -> RateLimitItem:
-    return parse(current_app.config[_SETTING[budget]])
+    return _parse(current_app.config[_SETTING[budget]])
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(setting: str) -> RateLimitItem:
+    return parse(setting)
+
+
+def shared_redis() -> Redis | None:
+    """The Redis that every process shares the counters (and the auth epoch) through; None
+    with memory:// storage (one process)."""
+    storage = limiter.storage
+    return storage.get_connection() if isinstance(storage, RedisStorage) else None
 
 
 def _count(item: RateLimitItem, budget: str, identity: str) -> tuple[bool, Window]:
-    """Count one request in the storage: whether it was within the limit, and the window."""
+    """Count one request in the storage: whether it was within the limit, and the window.
+    On Redis, the auth epoch read with it is left in `g.auth_epoch`."""
     storage = limiter.storage
     if isinstance(storage, RedisStorage):
         script = _scripts.get(storage)
         if script is None:
             script = _scripts[storage] = storage.get_connection().register_script(_COUNT_SCRIPT)
         key = storage.prefixed_key(item.key_for(budget, identity))
-        count, ttl = script(keys=[key], args=[item.get_expiry()])
+        count, ttl, epoch = script(keys=[key, api_keys.EPOCH_KEY], args=[item.get_expiry()])
+        g.auth_epoch = api_keys.epoch_value(epoch)
         window = Window(item.amount, max(0, item.amount - int(count)), max(0, int(ttl)))
         return int(count) <= item.amount, window
     allowed = limiter.limiter.hit(item, budget, identity)  # memory:// (one process, tests)
@@ -118,9 +137,9 @@ def caller_identity() -> str:
         found = current_principal()
     except Unauthorized:
         return f"ip:{request.remote_addr or 'unknown'}"
-    if found.api_key is not None:
-        return f"key:{found.api_key.id}"
-    return f"user:{found.user.id}"
+    if found.api_key_id is not None:
+        return f"key:{found.api_key_id}"
+    return f"user:{found.user_id}"
 
 
 def budget_for(endpoint: str | None) -> str:

@@ -20,6 +20,6 @@ def get_account():
 def list_transactions():
     limit, offset = pagination_args()
     rows, total = credits.transactions(
-        principal().user.id, type_=request.args.get("type") or None, limit=limit, offset=offset
+        principal().user_id, type_=request.args.get("type") or None, limit=limit, offset=offset
     )
     return page(rows, serializers.transaction, total=total, limit=limit, offset=offset)

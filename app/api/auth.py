@@ -2,24 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 from flask import g, request
 from flask_login import current_user
 
+from app import ratelimit
 from app.api import bp
 from app.errors import Unauthorized
+from app.extensions import db
 from app.models import ApiKey, Project, User
 from app.services import api_keys, projects
 
 PUBLIC_ENDPOINTS = {"api.openapi_document"}
 
 
-@dataclass(frozen=True)
 class Principal:
-    project: Project
-    user: User  # the project's owner, who pays for what the project does
-    api_key: ApiKey | None
+    """The caller: a project and its owner (who pays for what the project does), and the API
+    key it came with. Held as ids: a view loads the objects it uses (most need only ids)."""
+
+    def __init__(
+        self,
+        project_id: str,
+        user_id: str,
+        api_key_id: str | None = None,
+        *,
+        stamp: str | None = None,
+        project: Project | None = None,
+        user: User | None = None,
+    ) -> None:
+        self.project_id, self.user_id, self.api_key_id = project_id, user_id, api_key_id
+        self.stamp = stamp  # a remembered key's auth epoch, not yet checked (api_keys.Grant)
+        if project is not None:
+            self.project = project
+        if user is not None:
+            self.user = user
+
+    @classmethod
+    def of_key(cls, grant: api_keys.Grant) -> Principal:
+        return cls(grant.project_id, grant.user_id, grant.key_id, stamp=grant.stamp)
+
+    @cached_property
+    def project(self) -> Project:
+        return _load(Project, self.project_id)
+
+    @cached_property
+    def user(self) -> User:
+        return _load(User, self.user_id)
+
+    @cached_property
+    def api_key(self) -> ApiKey | None:
+        return None if self.api_key_id is None else _load(ApiKey, self.api_key_id)
+
+
+def _load(model: type, row_id: str):  # noqa: ANN202
+    found = db.session.get(model, row_id)
+    if found is None:  # deleted since the key was read
+        raise Unauthorized("Missing or invalid API key")
+    return found
 
 
 def _key_from_headers() -> str | None:
@@ -47,10 +87,10 @@ def _session_project(user: User) -> Project:
 def authenticate_request() -> Principal:
     plaintext = _key_from_headers()
     if plaintext is not None:
-        key = api_keys.authenticate(plaintext)
-        return Principal(project=key.project, user=key.project.owner, api_key=key)
+        return Principal.of_key(api_keys.authenticate(plaintext, ratelimit.shared_redis()))
     if current_user.is_authenticated:
-        return Principal(project=_session_project(current_user), user=current_user, api_key=None)
+        project = _session_project(current_user)
+        return Principal(project.id, current_user.id, project=project, user=current_user)
     raise Unauthorized("Missing or invalid API key")
 
 
@@ -64,9 +104,22 @@ def current_principal() -> Principal:
 
 @bp.before_request
 def require_principal() -> None:
+    """Every route but the public ones needs a caller. A remembered API key is trusted only
+    while its stamp is the auth epoch, which the rate limiter has just read; otherwise the
+    key is read from the database again (and refused if it has been revoked since)."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
         return
-    current_principal()
+    found = current_principal()
+    if found.stamp is not None and not api_keys.is_current(found.stamp, _epoch()):
+        g.principal = authenticate_request()
+
+
+def _epoch() -> str:
+    epoch = g.get("auth_epoch")
+    if epoch is None:  # not counted against a budget: read it on its own
+        shared = ratelimit.shared_redis()
+        epoch = api_keys.epoch_value(shared.get(api_keys.EPOCH_KEY)) if shared else ""
+    return epoch
 
 
 def principal() -> Principal:

@@ -49,11 +49,11 @@ def _expected_versions() -> set[int] | None:
 @bp.get("/canvas")
 @read_only
 def get_canvas():
-    return _respond(canvas.get_canvas(principal().project.id))
+    return _respond(canvas.get_canvas(principal().project_id))
 
 
 @bp.put("/canvas")
 def put_canvas():
     expected = _expected_versions()
     body = json_body()
-    return _respond(canvas.save_canvas(principal().project.id, body.get("state"), expected))
+    return _respond(canvas.save_canvas(principal().project_id, body.get("state"), expected))

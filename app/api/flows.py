@@ -26,14 +26,14 @@ def _one_flow(flow: Flow, status: int = 200) -> Response:
 
 
 def _flow(flow_id: str) -> Flow:
-    return flows.get_flow(principal().project.id, flow_id)
+    return flows.get_flow(principal().project_id, flow_id)
 
 
 @bp.get("/flows")
 @read_only
 def list_flows():
     limit, offset = pagination_args()
-    found = flows.list_flows(principal().project.id, limit=limit, offset=offset)
+    found = flows.list_flows(principal().project_id, limit=limit, offset=offset)
     summary = flows.summaries(found.items)
     return page(
         found.items,
@@ -48,7 +48,7 @@ def list_flows():
 @bp.post("/flows")
 def create_flow():
     body = json_body() if request.get_data() else {}
-    flow = flows.create_flow(principal().project.id, flows.validate_meta(body.get("meta", {})))
+    flow = flows.create_flow(principal().project_id, flows.validate_meta(body.get("meta", {})))
     return _one_flow(flow, 201)
 
 
@@ -92,7 +92,7 @@ def list_flow_images(flow_id: str):
 def merge_flow_aliases(flow_id: str):
     body = json_body()
     flow = _flow(flow_id)
-    flows.merge_aliases(principal().project.id, flow, body.get("aliases"))
+    flows.merge_aliases(principal().project_id, flow, body.get("aliases"))
     return _one_flow(flow)
 
 

@@ -75,7 +75,7 @@ def create_generation():
 def list_generations():
     limit, offset = pagination_args()
     rows, total = generations.list_generations(
-        principal().project.id,
+        principal().project_id,
         flow_id=request.args.get("flowId") or None,
         status=request.args.get("status") or None,
         q=request.args.get("q"),
@@ -96,8 +96,8 @@ def list_generations():
 @bp.get("/generations/<generation_id>")
 @read_only
 def get_generation(generation_id: str):
-    generation, output = generations.get_with_output(
-        principal().project.id, generation_id, include_deleted=bool_arg("includeDeleted")
+    generation, output = generations.read_with_output(
+        principal().project_id, generation_id, include_deleted=bool_arg("includeDeleted")
     )
     return one(serializers.generation(generation, output))
 
@@ -105,7 +105,7 @@ def get_generation(generation_id: str):
 @bp.get("/generations/<generation_id>/events")
 def generation_events(generation_id: str):
     """Server-sent events: one `status` event per change, closed after the ending."""
-    generation_id = generations.get_generation(principal().project.id, generation_id).id
+    generation_id = generations.get_generation(principal().project_id, generation_id).id
 
     def stream() -> Iterator[str]:
         for generation in generations.watch(generation_id):
@@ -139,12 +139,12 @@ def retry_generation(generation_id: str):
 
 @bp.post("/generations/<generation_id>/cancel")
 def cancel_generation(generation_id: str):
-    return one(_serialize(generations.cancel(principal().project.id, generation_id)))
+    return one(_serialize(generations.cancel(principal().project_id, generation_id)))
 
 
 @bp.delete("/generations/<generation_id>")
 def delete_generation(generation_id: str):
-    generations.delete(principal().project.id, generation_id)
+    generations.delete(principal().project_id, generation_id)
     return no_content()
 
 

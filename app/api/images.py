@@ -27,7 +27,7 @@ def upload_image():
         raise Invalid("File is required", details={"file": "required"})
     data = upload.stream.read(limit + 1)
     image = images.upload(
-        principal().project.id,
+        principal().project_id,
         data,
         alias=_form_text("alias"),
         flow_id=_form_text("flowId"),
@@ -42,7 +42,7 @@ def upload_image():
 def list_images():
     limit, offset = pagination_args()
     found = images.list_images(
-        principal().project.id,
+        principal().project_id,
         limit=limit,
         offset=offset,
         flow_id=request.args.get("flowId") or None,
@@ -63,7 +63,7 @@ def list_images():
 @bp.get("/images/resolve/<alias>")
 @read_only
 def resolve_image(alias: str):
-    resolved = images.resolve(principal().project.id, alias, request.args.get("flowId") or None)
+    resolved = images.resolve(principal().project_id, alias, request.args.get("flowId") or None)
     return one(
         {
             "image": serializers.image(resolved.image),
@@ -77,7 +77,7 @@ def resolve_image(alias: str):
 @read_only
 def get_image(image_id: str):
     image = images.get_image(
-        principal().project.id, image_id, include_deleted=bool_arg("includeDeleted")
+        principal().project_id, image_id, include_deleted=bool_arg("includeDeleted")
     )
     return one(serializers.image(image))
 
@@ -85,7 +85,7 @@ def get_image(image_id: str):
 @bp.put("/images/<image_id>")
 def update_image(image_id: str):
     changes = json_body()
-    image = images.get_image(principal().project.id, image_id)
+    image = images.get_image(principal().project_id, image_id)
     return one(serializers.image(images.update_image(image, changes)))
 
 
@@ -94,19 +94,19 @@ def set_image_alias(image_id: str):
     body = json_body()
     if "alias" not in body:
         raise Invalid("alias is required", details={"alias": "required"})
-    image = images.get_image(principal().project.id, image_id)
+    image = images.get_image(principal().project_id, image_id)
     return one(serializers.image(images.set_alias(image, body["alias"])))
 
 
 @bp.delete("/images/<image_id>")
 def delete_image(image_id: str):
     hard = bool_arg("hard")
-    image = images.get_image(principal().project.id, image_id, include_deleted=hard)
+    image = images.get_image(principal().project_id, image_id, include_deleted=hard)
     images.delete_image(image, hard=hard)
     return no_content()
 
 
 @bp.post("/images/<image_id>/restore")
 def restore_image(image_id: str):
-    image = images.get_image(principal().project.id, image_id, include_deleted=True)
+    image = images.get_image(principal().project_id, image_id, include_deleted=True)
     return one(serializers.image(images.restore_image(image)))

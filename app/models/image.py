@@ -78,6 +78,9 @@ class Image(db.Model):
 
     @property
     def extension(self) -> str:
-        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(
-            self.mime_type, "bin"
-        )
+        return extension_for(self.mime_type)
+
+
+def extension_for(mime_type: str) -> str:
+    """The file extension an image of this type is served under."""
+    return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime_type, "bin")

@@ -1,29 +1,64 @@
-"""Project API keys (API.md §2): `pk_` + 40 URL-safe characters, stored as SHA-256."""
+"""Project API keys (API.md §2): `pk_` + 40 URL-safe characters, stored as SHA-256.
+
+Authentication reads the key, its project's owner and whether that account is disabled in one
+query. With a shared Redis (the production shape), a process also remembers the keys it has
+authenticated, stamped with the *auth epoch*: a random token in Redis that is replaced after
+every commit that could refuse a key (revoked, expiry changed, project deleted, account
+disabled; see `_watch_auth_changes`). The rate limiter reads the epoch in the same Redis
+round trip that counts the request, and a remembered key is only used while its stamp is still
+the epoch, so a revocation refuses the key on the very next request in every process. An entry
+is also forgotten after `REMEMBER_FOR`, the bound if the epoch could not be replaced (Redis
+unreachable at that moment). docs/decisions.md "Request cost" has the measurements.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, or_, select, update
+from redis.exceptions import RedisError
+from sqlalchemy import bindparam, event, inspect, or_, select, update
+from sqlalchemy.orm import Session
 
 from app.errors import Invalid, Unauthorized, not_found
 from app.extensions import db
-from app.models import ApiKey, Project, is_uuid, utcnow
+from app.models import ApiKey, Project, User, is_uuid, utcnow
 
 if TYPE_CHECKING:
-    from app.models import User
+    from redis import Redis
+
+log = logging.getLogger(__name__)
 
 PREFIX = "pk_"
 BODY_LENGTH = 40  # 40 URL-safe characters = 240 bits
 DISPLAY_PREFIX = 11  # "pk_" + 8 characters, shown in lists to tell keys apart
 TOUCH_EVERY = timedelta(minutes=1)
+EPOCH_KEY = "pictor:auth-epoch"
+REMEMBER_FOR = 60.0  # seconds a process trusts a remembered key without reading the database
+REMEMBER_AT_MOST = 10_000  # keys per process
 # Built once: every API request runs it, and building a statement costs more than running it.
-_BY_DIGEST = select(ApiKey).where(ApiKey.key_hash == bindparam("digest"))
+_BY_DIGEST = (
+    select(
+        ApiKey.id,
+        ApiKey.key_hash,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+        ApiKey.project_id,
+        Project.owner_id,
+        User.disabled,
+    )
+    .join(Project, Project.id == ApiKey.project_id)
+    .join(User, User.id == Project.owner_id)
+    .where(ApiKey.key_hash == bindparam("digest"))
+)
 # `last_used_at` is written at most once per TOUCH_EVERY per key, whichever process sees it
 # first: the condition makes the others' UPDATE a no-op.
 _TOUCH = (
@@ -75,30 +110,150 @@ def create_key(
     return CreatedKey(key=key, plaintext=plaintext)
 
 
-def authenticate(plaintext: str | None) -> ApiKey:
-    """The live key for this plaintext, or Unauthorized (missing, unknown, revoked, expired).
+@dataclass(frozen=True)
+class Grant:
+    """What a valid key lets its caller act as: ids only, views load what they use.
+
+    `stamp` is the auth epoch a remembered key was stamped with: the caller must check it is
+    still the epoch (`is_current`) before trusting the grant. None: read from the database now.
+    """
+
+    key_id: str
+    project_id: str
+    user_id: str  # the project's owner, who pays for what the project does
+    expires_at: datetime | None
+    stamp: str | None = None
+
+
+@dataclass
+class _Remembered:
+    grant: Grant
+    stamp: str
+    until: float  # time.monotonic() after which the database is read again
+    touched: datetime  # when this process last recorded a use (or read one)
+
+
+_remembered: dict[str, _Remembered] = {}
+
+
+def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
+    """The grant of the live key for this plaintext, or Unauthorized (missing, unknown,
+    revoked, expired, account disabled).
 
     Lookup is by the SHA-256 digest (an index hit reveals nothing about the key), and the
-    digest is then compared in constant time. One query reads the key with its project and
-    the project's owner (joined), fresh on every request, so a revoked key, a deleted project
-    or a disabled account is refused at once in every process.
+    digest is then compared in constant time. With `shared` (the Redis holding the auth
+    epoch), a key this process has authenticated before comes back stamped, unconfirmed.
     """
     if not plaintext or not plaintext.startswith(PREFIX) or len(plaintext) > 200:
         raise Unauthorized("Missing or invalid API key")
     digest = hash_key(plaintext)
-    key = db.session.scalar(_BY_DIGEST, {"digest": digest})
-    if key is None or not hmac.compare_digest(key.key_hash, digest):
-        raise Unauthorized("Missing or invalid API key")
     now = utcnow()
-    if key.revoked_at is not None:
+    if shared is not None:
+        found = _remembered.get(digest)
+        if found is not None and time.monotonic() < found.until:
+            if found.grant.expires_at is not None and found.grant.expires_at <= now:
+                raise Unauthorized("This API key has expired")
+            if now - found.touched > TOUCH_EVERY:
+                _touch(found.grant.key_id, now)
+                found.touched = now
+            return found.grant
+    # Read the epoch before the key: a change committed after this read replaces the epoch
+    # after it, so the stamp below can only be current if the row read is.
+    stamp = _read_epoch(shared) if shared is not None else None
+    row = db.session.execute(_BY_DIGEST, {"digest": digest}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthorized("Missing or invalid API key")
+    if row.revoked_at is not None:
         raise Unauthorized("This API key has been revoked")
-    if key.expires_at is not None and key.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized("This API key has expired")
-    if key.project.owner.disabled:
+    if row.disabled:
         raise Unauthorized("This account is disabled")
-    if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
-        _touch(key.id, now)
-    return key
+    touched = row.last_used_at
+    if touched is None or now - touched > TOUCH_EVERY:
+        _touch(row.id, now)
+        touched = now
+    grant = Grant(row.id, row.project_id, row.owner_id, row.expires_at)
+    if stamp is not None:
+        if len(_remembered) >= REMEMBER_AT_MOST:
+            _remembered.clear()
+        _remembered[digest] = _Remembered(
+            Grant(row.id, row.project_id, row.owner_id, row.expires_at, stamp),
+            stamp,
+            time.monotonic() + REMEMBER_FOR,
+            touched,
+        )
+    return grant
+
+
+def is_current(stamp: str, epoch: str) -> bool:
+    """Whether a grant stamped `stamp` may be trusted under `epoch`; forgets every remembered
+    key when not (one of them, at least, may have been refused since)."""
+    if hmac.compare_digest(stamp, epoch):
+        return True
+    _remembered.clear()
+    return False
+
+
+def _read_epoch(shared: Redis) -> str:
+    value = shared.get(EPOCH_KEY)
+    return value.decode() if value else ""
+
+
+def epoch_value(raw: Any) -> str:
+    """The epoch as Redis returned it (bytes, or None before any change): a string."""
+    return raw.decode() if isinstance(raw, bytes) else ""
+
+
+def _replace_epoch() -> None:
+    from app import ratelimit
+
+    shared = ratelimit.shared_redis()
+    _remembered.clear()
+    if shared is None:
+        return
+    try:
+        shared.set(EPOCH_KEY, uuid.uuid4().hex)
+    except RedisError:
+        log.warning(
+            "could not replace the auth epoch: other processes may accept a refused API key "
+            "for up to %s s",
+            REMEMBER_FOR,
+        )
+
+
+_WATCHED = {
+    ApiKey: ("revoked_at", "expires_at", "project_id", "key_hash"),
+    User: ("disabled",),
+    Project: ("owner_id",),
+}
+
+
+@event.listens_for(Session, "after_flush")
+def _watch_auth_changes(session: Session, _context: Any) -> None:
+    """Note a flush that could refuse a key; the epoch is replaced once it commits."""
+    for instance in session.deleted:
+        if type(instance) in _WATCHED:
+            session.info["auth_changed"] = True
+            return
+    for instance in session.dirty:
+        fields = _WATCHED.get(type(instance))
+        if fields:
+            state = inspect(instance)
+            if any(state.attrs[name].history.has_changes() for name in fields):
+                session.info["auth_changed"] = True
+                return
+
+
+@event.listens_for(Session, "after_commit")
+def _replace_epoch_after_commit(session: Session) -> None:
+    if session.info.pop("auth_changed", False):
+        _replace_epoch()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_uncommitted_change(session: Session) -> None:
+    session.info.pop("auth_changed", None)
 
 
 def _touch(key_id: str, now: datetime) -> None:

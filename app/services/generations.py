@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -33,7 +34,7 @@ from rq import Callback, Retry
 from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import queue
+from app import database, queue
 from app.errors import Conflict, Invalid, TierRestricted, TooLarge, UnsupportedMedia, not_found
 from app.extensions import db
 from app.models import (
@@ -598,8 +599,13 @@ def get_generation(
     return generation
 
 
-_WITH_OUTPUT = (
-    select(Generation, Image)
+_GENERATION_FIELDS = tuple(Generation.__mapper__.column_attrs.keys())
+_IMAGE_FIELDS = tuple(Image.__mapper__.column_attrs.keys())
+_WITH_OUTPUT = database.DirectRead(
+    select(
+        *(getattr(Generation, name) for name in _GENERATION_FIELDS),
+        *(getattr(Image, name) for name in _IMAGE_FIELDS),
+    )
     .outerjoin(Image, Image.id == Generation.output_image_id)
     .where(
         Generation.id == bindparam("generation_id"),
@@ -608,22 +614,28 @@ _WITH_OUTPUT = (
 )
 
 
-def get_with_output(
+def read_with_output(
     project_id: str, generation_id: object, *, include_deleted: bool = False
-) -> tuple[Generation, Image | None]:
-    """The project's generation and its output image, in one query; 404 as get_generation.
-
-    The statement is built once (GET /generations/{id} is what clients poll)."""
+) -> tuple[SimpleNamespace, SimpleNamespace | None]:
+    """The project's generation and its output image as read-only records (the models'
+    attribute names, nothing loaded into the session), in one statement; 404 as
+    get_generation. GET /generations/{id} is what clients poll: it is read through the
+    driver (`database.DirectRead`)."""
     found = (
-        db.session.execute(
-            _WITH_OUTPUT, {"generation_id": generation_id, "project_id": project_id}
-        ).first()
+        _WITH_OUTPUT.first(db.engine, {"generation_id": generation_id, "project_id": project_id})
         if isinstance(generation_id, str) and is_uuid(generation_id)
         else None
     )
-    if found is None or (found[0].deleted_at is not None and not include_deleted):
+    if found is None:
         raise not_found("Generation")
-    return found[0], found[1]
+    split = len(_GENERATION_FIELDS)
+    generation = SimpleNamespace(**dict(zip(_GENERATION_FIELDS, found[:split], strict=True)))
+    if generation.deleted_at is not None and not include_deleted:
+        raise not_found("Generation")
+    output = None
+    if found[split] is not None:
+        output = SimpleNamespace(**dict(zip(_IMAGE_FIELDS, found[split:], strict=True)))
+    return generation, output
 
 
 def list_generations(

@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import database
@@ -296,7 +295,7 @@ _ALIVE_ENTRY = (
 _COUNTED = {"hit_count": LiveCacheEntry.hit_count + 1, "last_hit_at": bindparam("hit_at")}
 # Built once: a HIT is the hottest path of the API, and building statements costs more than
 # running them.
-_HIT_POSTGRES = (
+_HIT_POSTGRES = database.DirectRead(
     update(LiveCacheEntry)
     .where(*_ALIVE_ENTRY)
     .values(**_COUNTED)
@@ -306,7 +305,6 @@ _HIT_POSTGRES = (
         func.set_config("synchronous_commit", "off", True),
     )
 )
-_hit_sql: dict[str, tuple[str, dict[str, Any]]] = {}  # dialect name → SQL, constant params
 _FIND_ENTRY = select(LiveCacheEntry.id, *SERVED_COLUMNS).where(*_ALIVE_ENTRY)
 _COUNT_HIT = (
     update(LiveCacheEntry)
@@ -323,17 +321,16 @@ def _hit(project_id: str, key: str) -> Served | None:
     does it in one round trip: UPDATE … FROM images … RETURNING, with the synchronous commit
     off for that statement — a hit count is worth less than a disk flush per image served (a
     crash may lose the last few increments, never an image) — sent straight through the driver
-    (`database.fetch_one`: SQLAlchemy's per-execution work cost as much CPU as the rest of
+    (`database.DirectRead`: SQLAlchemy's per-execution work cost as much CPU as the rest of
     the HIT's database work). SQLite cannot return columns of the joined table, so there it
     reads, then updates.
     """
     engine = db.engine
     now = utcnow()
     if engine.dialect.name == "postgresql":
-        sql, constants = _compiled_hit(engine)
         # The driver gets what UTCDateTime would bind: naive UTC.
         params = {"live_project": project_id, "live_key": key, "hit_at": now.replace(tzinfo=None)}
-        found = database.fetch_one(engine, sql, {**constants, **params})
+        found = _HIT_POSTGRES.first(engine, params)
         if found is None:
             return None
         *image, hits, _ = found
@@ -346,16 +343,6 @@ def _hit(project_id: str, key: str) -> Served | None:
         entry_id, *image = found
         hits = conn.execute(_COUNT_HIT, {**params, "live_entry": entry_id}).scalar_one()
     return Served(*image, "HIT", hits, None)
-
-
-def _compiled_hit(engine: Engine) -> tuple[str, dict[str, Any]]:
-    """_HIT_POSTGRES as the driver's SQL, compiled once, with its constant parameters."""
-    found = _hit_sql.get(engine.dialect.name)
-    if found is None:
-        compiled = _HIT_POSTGRES.compile(dialect=engine.dialect)
-        constants = {name: value for name, value in compiled.params.items() if value is not None}
-        found = _hit_sql[engine.dialect.name] = (str(compiled), constants)
-    return found
 
 
 def _reusable(project_id: str, key: str) -> Generation | None:

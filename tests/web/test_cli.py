@@ -41,7 +41,7 @@ def test_apikey_create_prints_the_key_alone_on_the_last_line_and_it_works(app, r
     response = app.test_client().get("/api/v1/project", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200
     assert response.get_json()["data"]["name"] == "Second"
-    assert api_keys.authenticate(key).name == "Deploy"
+    assert api_keys.get_key(user, api_keys.authenticate(key).key_id).name == "Deploy"
 
 
 def test_apikey_create_for_an_unknown_user_or_project_fails(runner, user):

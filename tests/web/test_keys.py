@@ -150,7 +150,7 @@ def test_another_users_key_cannot_be_revoked(signed_in):
     theirs = factories.make_key(other, factories.first_project(other))
 
     assert revoke(signed_in, theirs.key.id).status_code == 404
-    assert api_keys.authenticate(theirs.plaintext).id == theirs.key.id
+    assert api_keys.authenticate(theirs.plaintext).key_id == theirs.key.id
 
 
 def test_empty_state_before_the_first_key(signed_in):
