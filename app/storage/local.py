@@ -6,6 +6,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from app.storage import StorageError
 
@@ -45,8 +46,12 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"could not read {key}: {exc}") from exc
 
+    def open(self, key: str) -> BinaryIO:
+        """The file itself: a server can send it with sendfile(2), without copying it."""
+        return self._path(key).open("rb")
+
     def open_chunks(self, key: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
-        with self._path(key).open("rb") as handle:
+        with self.open(key) as handle:
             while chunk := handle.read(chunk_size):
                 yield chunk
 

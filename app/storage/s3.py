@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -38,12 +39,14 @@ class S3Storage:
         except BotoCoreError as exc:
             raise StorageError(f"could not read {key}: {exc}") from exc
 
-    def open_chunks(self, key: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    def open(self, key: str) -> BinaryIO:
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except ClientError as exc:
             raise FileNotFoundError(key) from exc
-        yield from body.iter_chunks(chunk_size)
+
+    def open_chunks(self, key: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        yield from self.open(key).iter_chunks(chunk_size)
 
     def delete(self, key: str) -> None:
         try:

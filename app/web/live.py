@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from app import ratelimit
 from app.services import live
-from app.storage import get_storage
+from app.web.media import stored_file
 
 bp = Blueprint("live", __name__)
 
@@ -19,7 +19,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 def image_response(served: live.Served) -> Response:
     """The image bytes with the cache headers of API.md §7 (used by both live routes)."""
-    response = Response(get_storage().get(served.storage_key), mimetype=served.mime_type)
+    response = stored_file(served.storage_key, served.mime_type)
     response.headers["Cache-Control"] = IMMUTABLE
     response.headers["ETag"] = f'"{served.sha256}"'
     response.headers["X-Cache-Status"] = served.cache_status

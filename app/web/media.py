@@ -7,10 +7,12 @@ caching. A soft-deleted or unknown image — or the wrong extension — is a pla
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+import io
+import os
+from contextlib import suppress
 
 from flask import Blueprint, Response, request
+from werkzeug.wsgi import wrap_file
 
 from app.extensions import db
 from app.models import Image, is_uuid
@@ -33,26 +35,34 @@ def _live_image(image_id: str) -> Image | None:
     return image if image is not None and image.deleted_at is None else None
 
 
+def stored_file(key: str, mime_type: str, size: int | None = None) -> Response:
+    """A stored file as the response body, handed to the server as a file (gunicorn sends a
+    local one with sendfile(2), without copying it through Python). FileNotFoundError when the
+    file is missing."""
+    handle = get_storage().open(key)
+    response = Response(
+        wrap_file(request.environ, handle), mimetype=mime_type, direct_passthrough=True
+    )
+    if size is None:
+        with suppress(OSError, AttributeError, io.UnsupportedOperation):  # not a local file
+            size = os.fstat(handle.fileno()).st_size
+    if size is not None:
+        response.content_length = size
+    return response
+
+
 def _send(key: str, mime_type: str, etag: str, size: int | None) -> Response:
     if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
-        chunks = get_storage().open_chunks(key)
         try:
-            first = next(chunks, b"")
+            response = stored_file(key, mime_type, size)
         except FileNotFoundError:
             return _missing()
-        response = Response(_stream(first, chunks), mimetype=mime_type, direct_passthrough=True)
-        if size is not None:
-            response.content_length = size
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_FOREVER
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _stream(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from itertools.chain([first], rest)
 
 
 @bp.get("/i/<image_id>.<ext>")
