@@ -189,19 +189,25 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
 def is_current(stamp: str, epoch: str) -> bool:
     """Whether a grant stamped `stamp` may be trusted under `epoch`; forgets every remembered
     key when not (one of them, at least, may have been refused since)."""
-    if hmac.compare_digest(stamp, epoch):
+    if stamp and hmac.compare_digest(stamp, epoch):
         return True
     _remembered.clear()
     return False
 
 
 def _read_epoch(shared: Redis) -> str:
-    value = shared.get(EPOCH_KEY)
-    return value.decode() if value else ""
+    """The current epoch, created if Redis has none (first use, or a restart that lost it):
+    a stamp is never empty, so an epoch Redis has lost never matches one."""
+    with shared.pipeline(transaction=False) as pipe:
+        pipe.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
+        pipe.get(EPOCH_KEY)
+        _, value = pipe.execute()
+    return epoch_value(value)
 
 
 def epoch_value(raw: Any) -> str:
-    """The epoch as Redis returned it (bytes, or None before any change): a string."""
+    """The epoch as Redis returned it (bytes, or None when it has none): a string, empty for
+    none."""
     return raw.decode() if isinstance(raw, bytes) else ""
 
 

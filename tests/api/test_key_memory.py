@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 import redis
+from sqlalchemy import update
 
 from app.extensions import db
-from app.models import utcnow
+from app.models import ApiKey, utcnow
 from app.services import accounts, api_keys, projects
 from tests import factories, servers
 
@@ -84,6 +85,21 @@ class TestAcrossProcesses:
         assert api.get("/api/v1/project").status_code == 200
 
         api_keys.revoke_key(user, api_keys.list_keys(user)[0].id)
+
+        assert api.get("/api/v1/project").status_code == 401
+
+    def test_a_key_revoked_elsewhere_stays_refused_when_redis_then_loses_its_data(
+        self, api, user, app
+    ):
+        shared = redis.Redis.from_url(app.config["RATELIMIT_STORAGE_URI"])
+        assert api.get("/api/v1/project").status_code == 200  # remembered here
+        (key,) = api_keys.list_keys(user)
+        # Another process revokes it (its commit replaces the epoch), then Redis restarts
+        # without its data before this process serves another request.
+        db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(revoked_at=utcnow()))
+        db.session.commit()
+        shared.set(api_keys.EPOCH_KEY, "replaced by the other process")
+        shared.flushdb()
 
         assert api.get("/api/v1/project").status_code == 401
 
