@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from flask import current_app
 from sqlalchemy import or_, select, update
 
@@ -98,20 +98,23 @@ def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def check_destination(url: str) -> None:
-    """RefusedDestination when the host resolves to a forbidden address (or not at all)."""
-    if _allow_private():
-        return
+def check_destination(url: str) -> str:
+    """The address to deliver to: the host's first address, after checking that every address
+    it resolves to is public (unless WEBHOOK_ALLOW_PRIVATE); RefusedDestination otherwise, or
+    when it does not resolve. The delivery connects to this address, so a name that resolves
+    elsewhere a moment later (DNS rebinding) cannot send it to a private one."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise RefusedDestination(f"cannot resolve {parts.hostname}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if _forbidden(address):
-            raise RefusedDestination(f"{parts.hostname} resolves to a non-public address")
+    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+    if not addresses:
+        raise RefusedDestination(f"cannot resolve {parts.hostname}")
+    if not _allow_private() and any(_forbidden(ipaddress.ip_address(a)) for a in addresses):
+        raise RefusedDestination(f"{parts.hostname} resolves to a non-public address")
+    return addresses[0]
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -220,7 +223,7 @@ def _claim(delivery_id: str) -> _Attempt | None:
 
 def _post(attempt: _Attempt) -> tuple[int | None, str | None]:
     try:
-        check_destination(attempt.url)
+        address = check_destination(attempt.url)
     except RefusedDestination as exc:
         log.warning("webhook %s refused: %s", attempt.id, exc)
         return None, f"refused: {exc}"
@@ -237,19 +240,40 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None]:
     if request_id:  # the id of the API request that created the generation
         headers["X-Request-Id"] = request_id
     try:
-        response = requests.post(  # nosec B113  # timeout= is below, from the config
-            attempt.url,
-            data=body,
-            headers=headers,
-            timeout=float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]),
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
+        status = _send(attempt.url, address, body, headers)
+    except urllib3.exceptions.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"
-    response.close()
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"HTTP {response.status_code}"
+    if 200 <= status < 300:
+        return status, None
+    return status, f"HTTP {status}"
+
+
+def _send(url: str, address: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST `body` to `url` over a connection to `address` (checked by check_destination):
+    the Host header, TLS server name and certificate check are the URL's host's. No
+    redirects, no retries (a failed try is retried later, with backoff). The status code."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    timeout = urllib3.Timeout(total=float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]))
+    if parts.scheme == "https":
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            server_hostname=parts.hostname,
+            assert_hostname=parts.hostname,
+            cert_reqs="CERT_REQUIRED",
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    with pool:
+        response = pool.urlopen(
+            "POST", target, body=body, headers={**headers, "Host": host}, redirect=False
+        )
+        return response.status
 
 
 def deliver_due(now: datetime | None = None) -> int:

@@ -6,9 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -254,6 +257,104 @@ def test_a_host_resolving_to_loopback_is_refused_at_delivery(app, quiet_delivery
     row = db.session.get(WebhookDelivery, quiet_delivery)
     assert row.status == "failed" and row.last_error.startswith("refused:")
     assert receiver.deliveries == []
+
+
+def test_a_host_that_rebinds_to_loopback_after_the_check_is_not_followed(
+    app, quiet_delivery, receiver, monkeypatch
+):
+    """DNS rebinding: the name is public when checked, loopback a moment later. The delivery
+    connects to the address that was checked, so the receiver on loopback gets nothing."""
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    app.config["WEBHOOK_TIMEOUT_SECONDS"] = 2
+    real_getaddrinfo = socket.getaddrinfo
+    answers = iter(["93.184.215.14"])  # public (and unreachable from here)
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    db.session.execute(
+        db.update(WebhookDelivery).values(url=receiver.url.replace("127.0.0.1", "rebind.example"))
+    )
+    db.session.commit()
+    _due(quiet_delivery)
+
+    assert webhooks.deliver(quiet_delivery) is False
+    assert receiver.deliveries == []
+    row = db.session.get(WebhookDelivery, quiet_delivery)
+    assert row.status != "success" and row.last_error
+
+
+def _certificate_authority(tmp_path, host: str) -> tuple[str, ssl.SSLContext]:
+    """A throwaway CA (its PEM file) and a server context with a certificate for `host`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def issue(subject, issuer, public_key, signing_key, *, ca: bool):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = issue("Test CA", "Test CA", ca_key.public_key(), ca_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = issue(host, "Test CA", leaf_key.public_key(), ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (tmp_path / "leaf.key").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    return str(tmp_path / "ca.pem"), context
+
+
+@pytest.mark.parametrize("name, delivered", [("hooks.test", True), ("other.test", False)])
+def test_https_delivery_to_the_checked_address_verifies_the_urls_host(
+    app, quiet_delivery, receiver, tmp_path, monkeypatch, name, delivered
+):
+    ca_file, context = _certificate_authority(tmp_path, "hooks.test")
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # the client trusts the throwaway CA
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        local = host in ("hooks.test", "other.test")
+        return real_getaddrinfo("127.0.0.1" if local else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    port = receiver.server.server_address[1]
+    db.session.execute(db.update(WebhookDelivery).values(url=f"https://{name}:{port}/hooks/x"))
+    db.session.commit()
+    _due(quiet_delivery)
+
+    assert webhooks.deliver(quiet_delivery) is delivered
+    if delivered:
+        assert receiver.wait_for(1)[0]["verified"]
+    else:  # a certificate for another name: refused before anything is sent
+        assert receiver.deliveries == []
+        error = db.session.get(WebhookDelivery, quiet_delivery).last_error
+        assert error.startswith("SSLError") and "other.test" in error
 
 
 def test_private_webhook_url_is_a_400_at_creation(app, api):
