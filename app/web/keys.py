@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 from flask import Blueprint, flash, request, session, url_for
 from flask.wrappers import Response
 from flask_login import current_user, login_required
 
+from app import queue
 from app.errors import Invalid
 from app.services import api_keys, projects
 from app.web.forms import ApiKeyForm
@@ -15,9 +17,31 @@ from app.web.rendering import is_fragment_request, redirect_to, render_page
 
 bp = Blueprint("keys", __name__)
 
-# The plaintext of a key just created, carried across the POST-redirect-GET and dropped from
-# the session by the GET that shows it.
+# A key just created is shown by the GET after the POST's redirect. Its plaintext waits in
+# Redis for that GET (at most SHOWN_WITHIN seconds, then it is gone); the session cookie, which
+# is signed but readable, only carries a random token naming it.
 NEW_KEY = "new_api_key"
+SHOWN_WITHIN = 300
+
+
+def _held_at(token: str) -> str:
+    return f"pictor:new-api-key:{current_user.id}:{token}"
+
+
+def _hold(created: api_keys.CreatedKey) -> None:
+    token = secrets.token_urlsafe(24)
+    shown = json.dumps({"name": created.key.name, "plaintext": created.plaintext})
+    queue.get_redis().set(_held_at(token), shown, ex=SHOWN_WITHIN)
+    session[NEW_KEY] = token
+
+
+def _take_held() -> dict[str, str] | None:
+    """The key held for this GET, once: gone from Redis and from the session."""
+    token = session.pop(NEW_KEY, None)
+    if not isinstance(token, str):
+        return None
+    held = queue.get_redis().getdel(_held_at(token))
+    return json.loads(held) if held else None
 
 
 def _form(formdata: bool = True) -> ApiKeyForm:
@@ -32,7 +56,7 @@ def _page(form: ApiKeyForm, status: int = 200) -> Response:
         "keys/index.html",
         form=form,
         rows=[(key, api_keys.key_status(key)) for key in keys],
-        created=session.pop(NEW_KEY, None),
+        created=_take_held(),
         status=status,
     )
 
@@ -58,7 +82,7 @@ def create():
         except Invalid as exc:
             form.name.errors.append(exc.message)
         else:
-            session[NEW_KEY] = {"name": created.key.name, "plaintext": created.plaintext}
+            _hold(created)
             return redirect_to(url_for("keys.index"))
     return _page(form, status=422)
 

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import redis
 
 from app.extensions import db
 from app.models import ApiKey
@@ -76,6 +77,40 @@ def test_plaintext_is_shown_once_and_never_kept(signed_in, user, project):
         assert plaintext not in json.dumps(dict(session))
     (key,) = api_keys.list_keys(user)
     assert key.key_hash == api_keys.hash_key(plaintext)
+
+
+def _created_and_shown(app, client, project) -> tuple[str, str]:
+    """Create a key through the form: the session cookie right after, and the plaintext."""
+    assert create_key(client, "Cookie check", project.id).status_code == 303
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    page = client.get("/keys").get_data(as_text=True)
+    return cookie, KEY_RE.search(page).group(1)
+
+
+def test_the_new_keys_plaintext_never_travels_in_the_session_cookie(app, signed_in, project):
+    cookie, plaintext = _created_and_shown(app, signed_in, project)
+    session = app.session_interface.get_signing_serializer(app).loads(cookie)
+    assert plaintext not in json.dumps(session)
+    assert plaintext[3:] not in cookie
+    assert plaintext not in signed_in.get("/keys").get_data(as_text=True)  # shown once
+
+
+class TestWithRedis:
+    @pytest.fixture
+    def app_config(self, redis_url):
+        return {"REDIS_URL": redis_url}
+
+    def test_the_plaintext_waits_in_redis_only_until_it_is_shown(
+        self, app, signed_in, project, redis_url
+    ):
+        shared = redis.Redis.from_url(redis_url)
+        assert create_key(signed_in, "Held", project.id).status_code == 303
+        (held,) = shared.keys("pictor:new-api-key:*")
+        assert 0 < shared.ttl(held) <= 300
+
+        page = signed_in.get("/keys").get_data(as_text=True)
+        assert KEY_RE.search(page)
+        assert shared.keys("pictor:new-api-key:*") == []
 
 
 def test_list_shows_name_project_prefix_created_last_used_and_status(signed_in, user, project):
