@@ -29,7 +29,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 
 F = TypeVar("F", bound=Callable[..., Any])
-ReturningUpdate = Update  # an UPDATE … RETURNING, read like a SELECT
 READ_METHODS = frozenset({"GET", "HEAD"})
 _autocommit_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
@@ -95,11 +94,10 @@ def fetch_one(
     engine: Engine, sql: str, params: dict[str, Any], *, describe: bool = False
 ) -> tuple[tuple[Any, ...] | None, Any]:
     """Run one autocommitted statement (PostgreSQL, psycopg) on a pooled connection, straight
-        through the driver: `sql` in the driver's `%(name)s` style, `params` already in the
-        driver's types. The first row (or None) and, when asked (it costs as much as the row),
-    the cursor's description. Errors come back as
-        SQLAlchemy's, with a lost connection dropped from the pool, so a database outage answers
-        503 here as everywhere else."""
+    through the driver: `sql` in the driver's `%(name)s` style, `params` already in the
+    driver's types. The first row (or None) and, when asked (it costs as much as the row), the
+    cursor's description. Errors come back as SQLAlchemy's, with a lost connection dropped from
+    the pool, so a database outage answers 503 here as everywhere else."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     fairy = None
     try:
@@ -134,7 +132,7 @@ class DirectRead:
     through the engine, autocommitted, on other databases. Parameters must be of types the
     driver takes as they are (strings, numbers, naive UTC datetimes): they are not converted."""
 
-    def __init__(self, statement: Select[Any] | ReturningUpdate) -> None:
+    def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
         self._sql: dict[str, tuple[str, dict[str, Any]]] = {}
         self._processors: dict[str, list[Callable[[Any], Any] | None]] = {}

@@ -26,8 +26,8 @@ class Project(db.Model):
     live_allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, nullable=False)
     live_daily_limit: Mapped[int | None] = mapped_column(Integer)
     webhook_secret: Mapped[str] = mapped_column(String(128), nullable=False)
-    # Up to 1 MB, read only by app.services.canvas: not loaded with the project (every API
-    # request loads its project along with the key).
+    # Up to 1 MB, read only by app.services.canvas: not loaded with the project (most views
+    # load it, for its id, name or settings).
     canvas_state: Mapped[dict[str, Any]] = mapped_column(
         JSON, default=dict, nullable=False, deferred=True
     )

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -127,8 +127,7 @@ class Grant:
 
 @dataclass
 class _Remembered:
-    grant: Grant
-    stamp: str
+    grant: Grant  # stamped
     until: float  # time.monotonic() after which the database is read again
     touched: datetime  # when this process last recorded a use (or read one)
 
@@ -177,12 +176,8 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     if stamp is not None:
         if len(_remembered) >= REMEMBER_AT_MOST:
             _remembered.clear()
-        _remembered[digest] = _Remembered(
-            Grant(row.id, row.project_id, row.owner_id, row.expires_at, stamp),
-            stamp,
-            time.monotonic() + REMEMBER_FOR,
-            touched,
-        )
+        remembered = replace(grant, stamp=stamp)
+        _remembered[digest] = _Remembered(remembered, time.monotonic() + REMEMBER_FOR, touched)
     return grant
 
 

@@ -7,7 +7,6 @@ caching. A soft-deleted or unknown image — or the wrong extension — is a pla
 
 from __future__ import annotations
 
-import io
 import os
 from contextlib import suppress
 
@@ -44,7 +43,7 @@ def stored_file(key: str, mime_type: str, size: int | None = None) -> Response:
         wrap_file(request.environ, handle), mimetype=mime_type, direct_passthrough=True
     )
     if size is None:
-        with suppress(OSError, AttributeError, io.UnsupportedOperation):  # not a local file
+        with suppress(OSError, AttributeError):  # not a local file
             size = os.fstat(handle.fileno()).st_size
     if size is not None:
         response.content_length = size
