@@ -57,7 +57,7 @@ def get_flow(project_id: str, flow_id: object, *, to_add_to: bool = False) -> Fl
     """
     flow = None
     if isinstance(flow_id, str) and is_uuid(flow_id):
-        lock = {"key_share": True} if to_add_to else None
+        lock = {"key_share": True, "read": True} if to_add_to else None  # FOR KEY SHARE
         flow = db.session.get(Flow, flow_id, with_for_update=lock)
     if flow is None or flow.project_id != project_id:
         raise not_found("Flow")

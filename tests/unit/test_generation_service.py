@@ -13,7 +13,7 @@ from app import queue
 from app.errors import InsufficientCredits, NotFound
 from app.extensions import db
 from app.models import CreditTransaction, Flow, Generation, Image, Project, User, utcnow
-from app.services import credits, generations
+from app.services import credits, flows, generations
 from tests import factories
 
 
@@ -302,3 +302,38 @@ def test_a_flow_deleted_while_a_generation_joins_it_is_404_not_a_500(app, backen
     joiner.join(timeout=30)
     assert outcome == ["Flow not found"]
     assert credits.balance(user.id) == balance
+
+
+def test_generations_joining_one_flow_at_once_do_not_wait_for_each_other(
+    app, backend, project, user
+):
+    if backend != "postgres":
+        pytest.skip("real concurrency needs PostgreSQL")
+    flow_id = factories.make_flow(project).id
+    db.session.commit()
+    holding, release = threading.Event(), threading.Event()
+
+    def another_request_joining() -> None:  # holds its hold on the flow until released
+        with app.app_context():
+            flows.get_flow(project.id, flow_id, to_add_to=True)
+            holding.set()
+            release.wait(30)
+            db.session.rollback()
+
+    other = threading.Thread(target=another_request_joining)
+    other.start()
+    try:
+        assert holding.wait(10)
+        done: list[str] = []
+
+        def join_the_flow() -> None:
+            with app.app_context():
+                done.append(_create(project, user, flowId=flow_id).flow_id)
+
+        joiner = threading.Thread(target=join_the_flow)
+        joiner.start()
+        joiner.join(timeout=10)
+        assert done == [flow_id], "the second request waited for the first"
+    finally:
+        release.set()
+        other.join(30)
