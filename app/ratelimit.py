@@ -3,7 +3,7 @@
 Two budgets per caller: generation-creating requests share `RATELIMIT_GENERATIONS`, every
 other /api/v1 request shares `RATELIMIT_DEFAULT`. The counters live in Flask-Limiter's storage
 (Redis when `REDIS_URL` is set, so every gunicorn process and machine shares them) and are
-counted in its fixed windows, on Redis in one round trip (`_COUNT_SCRIPT`), which also reads
+counted in its fixed windows, on Redis in one round trip (`_COUNT`), which also reads
 the auth epoch that remembered API keys are checked against (app/services/api_keys.py). The
 caller is the API key (by id), else the signed-in user, else the client address (a request that
 fails authentication is counted too).
@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import weakref
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
@@ -25,11 +24,12 @@ from flask.wrappers import Response
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from redis import Redis
-from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from app import epochs
 from app.errors import RateLimited, ServiceUnavailable, Unauthorized
 from app.extensions import limiter
+from app.redis_scripts import SharedScript
 from app.services import api_keys
 
 API_PREFIX = "/api/v1/"
@@ -48,7 +48,7 @@ _SETTING = {DEFAULT_BUDGET: "RATELIMIT_DEFAULT", GENERATION_BUDGET: "RATELIMIT_G
 # three (the increment script, then GET and TTL for the headers); the key and its expiry are
 # the same as its, so both count in the same windows. KEYS[2] is the auth epoch, read here to
 # save API-key authentication a round trip of its own.
-_COUNT_SCRIPT = """
+_COUNT = SharedScript("""
 local count = redis.call("INCRBY", KEYS[1], 1)
 local ttl = redis.call("TTL", KEYS[1])
 if ttl < 0 then
@@ -56,8 +56,7 @@ if ttl < 0 then
     ttl = tonumber(ARGV[1])
 end
 return {count, ttl, redis.call("GET", KEYS[2])}
-"""
-_scripts: weakref.WeakKeyDictionary[RedisStorage, Script] = weakref.WeakKeyDictionary()
+""")
 
 
 @dataclass(frozen=True)
@@ -95,12 +94,11 @@ def _count(item: RateLimitItem, budget: str, identity: str) -> tuple[bool, Windo
     On Redis, the auth epoch read with it is left in `g.auth_epoch`."""
     storage = limiter.storage
     if isinstance(storage, RedisStorage):
-        script = _scripts.get(storage)
-        if script is None:
-            script = _scripts[storage] = storage.get_connection().register_script(_COUNT_SCRIPT)
         key = storage.prefixed_key(item.key_for(budget, identity))
-        count, ttl, epoch = script(keys=[key, api_keys.EPOCH_KEY], args=[item.get_expiry()])
-        g.auth_epoch = api_keys.epoch_value(epoch)
+        count, ttl, epoch = _COUNT(
+            storage.get_connection(), keys=[key, api_keys.EPOCH_KEY], args=[item.get_expiry()]
+        )
+        g.auth_epoch = epochs.value_of(epoch)
         window = Window(item.amount, max(0, item.amount - int(count)), max(0, int(ttl)))
         return int(count) <= item.amount, window
     allowed = limiter.limiter.hit(item, budget, identity)  # memory:// (one process, tests)

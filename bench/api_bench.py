@@ -303,7 +303,11 @@ def main() -> int:
     parser.add_argument(
         "--skip-listing", action="store_true", help="measure (a) and (b) only (no 1M-row insert)"
     )
+    parser.add_argument(
+        "--only-live", action="store_true", help="measure (a) only (live HIT vs static route)"
+    )
     options = parser.parse_args()
+    options.skip_listing = options.skip_listing or options.only_live
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
@@ -378,7 +382,7 @@ def main() -> int:
             capture_output=True,
             text=True,
         ).stdout
-        if probe == "200":
+        if probe == "200" and not options.only_live:
             wrk(gen_url, duration=2, connections=8, headers=key)  # warm up
             bare, gen = best_pair(
                 runs,

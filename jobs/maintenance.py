@@ -39,3 +39,10 @@ def purge_images() -> int:
 
     with app_context():
         return images.purge_expired()
+
+
+def flush_live_hits() -> int:
+    from app.services import live
+
+    with app_context():
+        return live.flush_hit_counts()

@@ -48,6 +48,7 @@ class Cron:
         every = int(config.get("SWEEP_INTERVAL_SECONDS", 30))
         self.scheduler.register(maintenance.sweep_stuck, MAINTENANCE_QUEUE, interval=every)
         self.scheduler.register(maintenance.deliver_due_webhooks, MAINTENANCE_QUEUE, interval=every)
+        self.scheduler.register(maintenance.flush_live_hits, MAINTENANCE_QUEUE, interval=every)
         self.scheduler.register(maintenance.reset_credits, MAINTENANCE_QUEUE, cron="7 0 * * *")
         self.scheduler.register(maintenance.purge_images, MAINTENANCE_QUEUE, cron="17 3 * * *")
 

@@ -112,7 +112,9 @@ def require_principal() -> None:
     found = current_principal()
     # No epoch read (a request the limiter did not count): "" matches no stamp, so the key is
     # read again.
-    if found.stamp is not None and not api_keys.is_current(found.stamp, g.get("auth_epoch", "")):
+    if found.stamp is not None and not api_keys.AUTH_EPOCH.is_current(
+        found.stamp, g.get("auth_epoch", "")
+    ):
         g.principal = authenticate_request()
 
 

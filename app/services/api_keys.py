@@ -4,7 +4,7 @@ Authentication reads the key, its project's owner and whether that account is di
 query. With a shared Redis (the production shape), a process also remembers the keys it has
 authenticated, stamped with the *auth epoch*: a random token in Redis that is replaced after
 every commit that could refuse a key (revoked, expiry changed, project deleted, account
-disabled; see `_watch_auth_changes`). The rate limiter reads the epoch in the same Redis
+disabled; see `AUTH_EPOCH` and app/epochs.py). The rate limiter reads the epoch in the same Redis
 round trip that counts the request, and a remembered key is only used while its stamp is still
 the epoch, so a revocation refuses the key on the very next request in every process. An entry
 is also forgotten after `REMEMBER_FOR`, the bound if the epoch could not be replaced (Redis
@@ -15,26 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-from sqlalchemy import bindparam, event, inspect, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, or_, select, update
 
+from app import epochs
 from app.errors import Invalid, Unauthorized, not_found
 from app.extensions import db
 from app.models import ApiKey, Project, User, is_uuid, utcnow
 
 if TYPE_CHECKING:
     from redis import Redis
-
-log = logging.getLogger(__name__)
 
 PREFIX = "pk_"
 BODY_LENGTH = 40  # 40 URL-safe characters = 240 bits
@@ -134,6 +129,20 @@ class _Remembered:
 
 _remembered: dict[str, _Remembered] = {}
 
+AUTH_EPOCH = epochs.register(
+    epochs.Epoch(
+        EPOCH_KEY,
+        watched={
+            ApiKey: ("revoked_at", "expires_at", "project_id", "key_hash"),
+            User: ("disabled",),
+            Project: ("owner_id",),
+        },
+        forget=_remembered.clear,
+        remember_for=REMEMBER_FOR,
+        what="API keys",
+    )
+)
+
 
 def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     """The grant of the live key for this plaintext, or Unauthorized (missing, unknown,
@@ -158,7 +167,7 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
             return found.grant
     # Read the epoch before the key: a change committed after this read replaces the epoch
     # after it, so the stamp below can only be current if the row read is.
-    stamp = _read_epoch(shared) if shared is not None else None
+    stamp = AUTH_EPOCH.read(shared) if shared is not None else None
     row = db.session.execute(_BY_DIGEST, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("Missing or invalid API key")
@@ -179,82 +188,6 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
         remembered = replace(grant, stamp=stamp)
         _remembered[digest] = _Remembered(remembered, time.monotonic() + REMEMBER_FOR, touched)
     return grant
-
-
-def is_current(stamp: str, epoch: str) -> bool:
-    """Whether a grant stamped `stamp` may be trusted under `epoch`; forgets every remembered
-    key when not (one of them, at least, may have been refused since)."""
-    if stamp and hmac.compare_digest(stamp, epoch):
-        return True
-    _remembered.clear()
-    return False
-
-
-def _read_epoch(shared: Redis) -> str:
-    """The current epoch, created if Redis has none (first use, or a restart that lost it):
-    a stamp is never empty, so an epoch Redis has lost never matches one."""
-    with shared.pipeline(transaction=False) as pipe:
-        pipe.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
-        pipe.get(EPOCH_KEY)
-        _, value = pipe.execute()
-    return epoch_value(value)
-
-
-def epoch_value(raw: Any) -> str:
-    """The epoch as Redis returned it (bytes, or None when it has none): a string, empty for
-    none."""
-    return raw.decode() if isinstance(raw, bytes) else ""
-
-
-def _replace_epoch() -> None:
-    from app import ratelimit
-
-    shared = ratelimit.shared_redis()
-    _remembered.clear()
-    if shared is None:
-        return
-    try:
-        shared.set(EPOCH_KEY, uuid.uuid4().hex)
-    except RedisError:
-        log.warning(
-            "could not replace the auth epoch: other processes may accept a refused API key "
-            "for up to %s s",
-            REMEMBER_FOR,
-        )
-
-
-_WATCHED = {
-    ApiKey: ("revoked_at", "expires_at", "project_id", "key_hash"),
-    User: ("disabled",),
-    Project: ("owner_id",),
-}
-
-
-@event.listens_for(Session, "after_flush")
-def _watch_auth_changes(session: Session, _context: Any) -> None:
-    """Note a flush that could refuse a key; the epoch is replaced once it commits."""
-    for instance in session.deleted:
-        if type(instance) in _WATCHED:
-            session.info["auth_changed"] = True
-            return
-    for instance in session.dirty:
-        fields = _WATCHED.get(type(instance))
-        if fields:
-            state = inspect(instance)
-            if any(state.attrs[name].history.has_changes() for name in fields):
-                session.info["auth_changed"] = True
-                return
-
-
-@event.listens_for(Session, "after_commit")
-def _replace_epoch_after_commit(session: Session) -> None:
-    if session.info.pop("auth_changed", False):
-        _replace_epoch()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_uncommitted_change(session: Session) -> None:
-    session.info.pop("auth_changed", None)
 
 
 def _touch(key_id: str, now: datetime) -> None:

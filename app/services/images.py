@@ -11,10 +11,11 @@ from flask import current_app
 from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from app import epochs
 from app.errors import Conflict, Invalid, TooLarge, not_found
 from app.extensions import db
 from app.models import IMAGE_SOURCES, FlowAlias, Image, LiveCacheEntry, is_uuid, utcnow
-from app.services import aliases, flows, imaging
+from app.services import aliases, flows, imaging, live
 from app.services.listing import Page, fetch_page
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ def _remove(images: list[Image]) -> None:
     db.session.execute(delete(FlowAlias).where(FlowAlias.image_id.in_(ids)))
     db.session.execute(delete(LiveCacheEntry).where(LiveCacheEntry.image_id.in_(ids)))
     db.session.execute(delete(Image).where(Image.id.in_(ids)))
+    epochs.note_change(db.session, live.LIVE_EPOCH)  # bulk: the flush does not see these
 
 
 def purge_expired(now: datetime | None = None) -> int:

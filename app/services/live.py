@@ -14,17 +14,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import database
+from app import database, epochs
 from app.errors import (
     Conflict,
     DomainError,
@@ -48,6 +51,12 @@ from app.models import (
 )
 from app.providers.base import ASPECT_RATIOS
 from app.queue import get_redis
+from app.redis_scripts import SharedScript
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPT = 4000
 SECRET_OVERLAP = timedelta(hours=24)
@@ -143,15 +152,19 @@ class LiveSettings:
         )
 
 
+_settings: dict[str, tuple[float, LiveSettings]] = {}
+
+
 def public_settings(project_id: str, *, fresh: bool = False) -> LiveSettings:
     """The live settings of a project, from a per-process cache of SETTINGS_TTL seconds.
 
     A HIT then needs no query for its project. A URL signed with a just-rotated secret still
     works at once (a failed check reloads, see `authorize_public`); what can lag by up to the
-    TTL is the end of the previous secret's 24 h and a change of allowed origins.
+    TTL is the end of the previous secret's 24 h and a change of allowed origins. A deleted
+    project's settings go with the live epoch (below).
     Unknown ids get the same 403 as a bad signature.
     """
-    cache = current_app.extensions.setdefault("pictor.live_settings", {})
+    cache = _settings
     now = time.monotonic()
     cached = cache.get(project_id)
     if cached is not None and not fresh and cached[0] > now:
@@ -292,6 +305,196 @@ _ALIVE_ENTRY = (
     LiveCacheEntry.image_id == Image.id,
     Image.deleted_at.is_(None),
 )
+
+
+def _hit(project_id: str, key: str) -> Served | None:
+    """Count a hit and answer the cached image (never a deleted one), or None on a miss.
+
+    With a shared Redis (the production shape) hits are counted there: see `_hit_in_redis`.
+    Without one, or while it is unreachable, in the database.
+    """
+    from app import ratelimit
+
+    shared = ratelimit.shared_redis()
+    if shared is not None:
+        try:
+            return _hit_in_redis(shared, project_id, key)
+        except RedisError as exc:
+            _warn_unreachable(exc)
+    return _hit_in_database(project_id, key)
+
+
+_warned_at = [float("-inf")]
+
+
+def _warn_unreachable(exc: RedisError) -> None:
+    """Once a minute at most: every HIT of an outage would say it."""
+    now = time.monotonic()
+    if now - _warned_at[0] >= 60:
+        _warned_at[0] = now
+        log.warning("live hits are counted in the database, Redis is unreachable: %s", exc)
+
+
+# --- hits counted in Redis ------------------------------------------------------------------
+#
+# A process remembers the entries it has served (entry id and image columns), stamped with the
+# live epoch (app/epochs.py), which every commit that deletes an image, a cache entry or a
+# project replaces. A HIT of a remembered entry is then one Redis script: check the stamp,
+# count the hit, mark the entry for the next flush. No database statement, and no row lock
+# that every view of a popular image would queue on. `flush_hit_counts` (the maintenance cron)
+# adds the counted hits to the entries' `hit_count`; if Redis loses its data, the counts go on
+# from the last flush.
+
+HITS_KEY = "pictor:live-hits:"  # + entry id: a hash of n (hits), flushed (of n), at (last hit)
+DIRTY_KEY = "pictor:live-hits:dirty"  # ids of entries with hits not yet flushed
+HITS_TTL = 7 * 24 * 3600  # an unused counter is dropped; the database has its flushed hits
+REMEMBER_FOR = 60.0  # seconds a process trusts a remembered entry, whatever the epoch says
+REMEMBER_AT_MOST = 10_000  # entries per process
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    entry_id: str
+    image: tuple[str, str, str, str]  # SERVED_COLUMNS
+    stamp: str
+    until: float  # time.monotonic()
+
+
+_remembered: dict[tuple[str, str], _Remembered] = {}
+
+
+def _forget() -> None:
+    _remembered.clear()
+    _settings.clear()
+
+
+LIVE_EPOCH = epochs.register(
+    epochs.Epoch(
+        "pictor:live-epoch",
+        watched={Image: ("deleted_at",), LiveCacheEntry: ("image_id",), Project: ()},
+        forget=_forget,
+        remember_for=REMEMBER_FOR,
+        what="live cache entries",
+    )
+)
+
+# KEYS: live epoch, the entry's hits, dirty set. ARGV: stamp ("": not to be checked), entry
+# id, the database's hit_count ("": unknown, the counter must exist), now, ttl.
+# The count, or nil when the stamp is stale or the counter is missing.
+_COUNT = SharedScript("""
+if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return false end
+if redis.call("EXISTS", KEYS[2]) == 0 then
+    if ARGV[3] == "" then return false end
+    redis.call("HSET", KEYS[2], "n", ARGV[3], "flushed", ARGV[3])
+end
+local n = redis.call("HINCRBY", KEYS[2], "n", 1)
+redis.call("HSET", KEYS[2], "at", ARGV[4])
+redis.call("EXPIRE", KEYS[2], ARGV[5])
+redis.call("SADD", KEYS[3], ARGV[2])
+return n
+""")
+# KEYS: dirty set. ARGV: batch size, HITS_KEY. Takes up to a batch of dirty entries and marks
+# their hits flushed: {{id, hits since the last flush, last hit}, ...}.
+_CLAIM = SharedScript("""
+local claimed = {}
+for _, id in ipairs(redis.call("SPOP", KEYS[1], ARGV[1])) do
+    local key = ARGV[2] .. id
+    local n, flushed, at = unpack(redis.call("HMGET", key, "n", "flushed", "at"))
+    if n and tonumber(n) > tonumber(flushed) then
+        redis.call("HSET", key, "flushed", n)
+        table.insert(claimed, {id, tostring(tonumber(n) - tonumber(flushed)), at})
+    end
+end
+return claimed
+""")
+# KEYS: dirty set. ARGV: HITS_KEY, then id, hits, id, hits...: a flush that failed gives back.
+_UNCLAIM = SharedScript("""
+for i = 2, #ARGV, 2 do
+    local key = ARGV[1] .. ARGV[i]
+    if redis.call("EXISTS", key) == 1 then
+        redis.call("HINCRBY", key, "flushed", -tonumber(ARGV[i + 1]))
+        redis.call("SADD", KEYS[1], ARGV[i])
+    end
+end
+return 0
+""")
+_FIND_ENTRY = database.DirectRead(
+    select(LiveCacheEntry.id, LiveCacheEntry.hit_count, *SERVED_COLUMNS).where(*_ALIVE_ENTRY)
+)
+_entries = LiveCacheEntry.__table__
+_ADD_HITS = (
+    update(_entries)
+    .where(_entries.c.id == bindparam("entry"))
+    .values(hit_count=_entries.c.hit_count + bindparam("hits"), last_hit_at=bindparam("hit_at"))
+)
+
+
+def _hit_in_redis(shared: Redis, project_id: str, key: str) -> Served | None:
+    now = str(time.time())
+    found = _remembered.get((project_id, key))
+    if found is not None and time.monotonic() < found.until:
+        hits = _COUNT(
+            shared,
+            keys=[LIVE_EPOCH.key, HITS_KEY + found.entry_id, DIRTY_KEY],
+            args=[found.stamp, found.entry_id, "", now, HITS_TTL],
+        )
+        if hits is not None:
+            return Served(*found.image, "HIT", int(hits), None)
+        LIVE_EPOCH.forget()  # the epoch moved on: any remembered entry may be gone
+    # The epoch before the row: a deletion committed after this read replaces the epoch after
+    # it, so the stamp can only be current if the row read is.
+    stamp = LIVE_EPOCH.read(shared)
+    row = _FIND_ENTRY.first(db.engine, {"live_project": project_id, "live_key": key})
+    if row is None:
+        return None
+    entry_id, stored_hits, *image = row
+    hits = _COUNT(
+        shared,
+        keys=[LIVE_EPOCH.key, HITS_KEY + entry_id, DIRTY_KEY],
+        args=["", entry_id, stored_hits, now, HITS_TTL],
+    )
+    if stamp:  # an empty stamp would skip the epoch check
+        if len(_remembered) >= REMEMBER_AT_MOST:
+            _remembered.clear()
+        _remembered[(project_id, key)] = _Remembered(
+            entry_id, tuple(image), stamp, time.monotonic() + REMEMBER_FOR
+        )
+    return Served(*image, "HIT", int(hits), None)
+
+
+def flush_hit_counts(batch: int = 500) -> int:
+    """Add the hits counted in Redis since the last flush to the entries' `hit_count` (and
+    their last hit time). Hits that cannot be written are given back for the next flush.
+    Returns how many hits were written."""
+    from app import ratelimit
+
+    shared = ratelimit.shared_redis()
+    if shared is None:
+        return 0
+    written = 0
+    while claimed := _CLAIM(shared, keys=[DIRTY_KEY], args=[batch, HITS_KEY]):
+        rows = [
+            {
+                "entry": entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+                "hits": int(hits),
+                "hit_at": datetime.fromtimestamp(float(at), UTC),
+            }
+            for entry_id, hits, at in claimed
+        ]
+        try:
+            db.session.execute(_ADD_HITS, rows)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            given_back = [value for row in rows for value in (row["entry"], row["hits"])]
+            _UNCLAIM(shared, keys=[DIRTY_KEY], args=[HITS_KEY, *given_back])
+            raise
+        written += sum(row["hits"] for row in rows)
+    return written
+
+
+# --- hits counted in the database -----------------------------------------------------------
+
 _COUNTED = {"hit_count": LiveCacheEntry.hit_count + 1, "last_hit_at": bindparam("hit_at")}
 # Built once: a HIT is the hottest path of the API, and building statements costs more than
 # running them.
@@ -305,7 +508,6 @@ _HIT_POSTGRES = database.DirectRead(
         func.set_config("synchronous_commit", "off", True),
     )
 )
-_FIND_ENTRY = select(LiveCacheEntry.id, *SERVED_COLUMNS).where(*_ALIVE_ENTRY)
 _COUNT_HIT = (
     update(LiveCacheEntry)
     .where(LiveCacheEntry.id == bindparam("live_entry"))
@@ -314,16 +516,13 @@ _COUNT_HIT = (
 )
 
 
-def _hit(project_id: str, key: str) -> Served | None:
-    """Count a hit and answer the cached image (never a deleted one), or None on a miss.
-
-    Runs on its own autocommitting connection, outside the request's transaction. PostgreSQL
-    does it in one round trip: UPDATE … FROM images … RETURNING, with the synchronous commit
-    off for that statement — a hit count is worth less than a disk flush per image served (a
-    crash may lose the last few increments, never an image) — sent straight through the driver
-    (`database.DirectRead`: SQLAlchemy's per-execution work cost as much CPU as the rest of
-    the HIT's database work). SQLite cannot return columns of the joined table, so there it
-    reads, then updates.
+def _hit_in_database(project_id: str, key: str) -> Served | None:
+    """The hit counted by an UPDATE of its entry, on its own autocommitting connection outside
+    the request's transaction. PostgreSQL does it in one round trip: UPDATE … FROM images …
+    RETURNING, with the synchronous commit off for that statement — a hit count is worth less
+    than a disk flush per image served (a crash may lose the last few increments, never an
+    image) — sent straight through the driver (`database.DirectRead`). SQLite cannot return
+    columns of the joined table, so there it reads, then updates.
     """
     engine = db.engine
     now = utcnow()
@@ -335,13 +534,13 @@ def _hit(project_id: str, key: str) -> Served | None:
             return None
         *image, hits, _ = found
         return Served(*image, "HIT", hits, None)
-    params = {"live_project": project_id, "live_key": key, "hit_at": now}
+    params = {"live_project": project_id, "live_key": key}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        found = conn.execute(_FIND_ENTRY, params).first()
+        found = conn.execute(_FIND_ENTRY.statement, params).first()
         if found is None:
             return None
-        entry_id, *image = found
-        hits = conn.execute(_COUNT_HIT, {**params, "live_entry": entry_id}).scalar_one()
+        entry_id, _, *image = found
+        hits = conn.execute(_COUNT_HIT, {"live_entry": entry_id, "hit_at": now}).scalar_one()
     return Served(*image, "HIT", hits, None)
 
 

@@ -1,0 +1,129 @@
+"""Epochs: random tokens in the shared Redis that tell a process when what it remembers from
+the database may have become wrong.
+
+A process that keeps a database read in memory (an authenticated API key, a live cache entry)
+stamps it with the epoch it read from Redis *before* reading the rows, and trusts it only
+while the epoch is still the same. Every commit that could make such a memory wrong replaces
+the epoch after it commits, so a stamp can only be current if the rows it was taken with are.
+Redis losing its data loses the epoch as well, and a stamp is never empty, so a lost epoch
+matches nothing. If the epoch cannot be replaced (Redis unreachable at that moment), the
+memories' own time limit is the bound, which is why every user of an epoch has one.
+
+Which changes replace an epoch is declared once per epoch (`Epoch.watched`) and found by the
+session's flush, whatever service made them; a bulk statement that the flush cannot see says
+so itself with `note_change`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
+
+_PENDING = "pictor.epochs_changed"  # session.info: the epochs a commit will replace
+
+
+@dataclass(eq=False)
+class Epoch:
+    """One epoch. `watched` maps a model to the attributes whose change replaces it; a
+    deletion of any watched model replaces it too. `forget` drops this process's memories."""
+
+    key: str
+    watched: Mapping[type, tuple[str, ...]]
+    forget: Callable[[], None]
+    remember_for: float  # seconds a memory is trusted at most, whatever the epoch says
+    what: str = field(default="remembered rows")  # for the log line when it cannot be replaced
+
+    def read(self, shared: Redis) -> str:
+        """The current epoch, created if Redis has none (first use, or a restart that lost it)."""
+        with shared.pipeline(transaction=False) as pipe:
+            pipe.set(self.key, uuid.uuid4().hex, nx=True)
+            pipe.get(self.key)
+            _, value = pipe.execute()
+        return value_of(value)
+
+    def replace(self) -> None:
+        """Forget here and make every other process forget (by a new epoch)."""
+        from app import ratelimit
+
+        self.forget()
+        shared = ratelimit.shared_redis()
+        if shared is None:
+            return
+        try:
+            shared.set(self.key, uuid.uuid4().hex)
+        except RedisError:
+            log.warning(
+                "could not replace %s: other processes may use stale %s for up to %s s",
+                self.key,
+                self.what,
+                self.remember_for,
+            )
+
+    def is_current(self, stamp: str, epoch: str) -> bool:
+        """Whether a memory stamped `stamp` may be trusted under `epoch` (as Redis returned it
+        with the request's other work); forgets every memory of this epoch when not."""
+        if stamp and hmac.compare_digest(stamp, epoch):
+            return True
+        self.forget()
+        return False
+
+    def changed_by(self, session: Session) -> bool:
+        for instance in session.deleted:
+            if type(instance) in self.watched:
+                return True
+        for instance in session.dirty:
+            names = self.watched.get(type(instance))
+            if names:
+                state = inspect(instance)
+                if any(state.attrs[name].history.has_changes() for name in names):
+                    return True
+        return False
+
+
+_epochs: list[Epoch] = []
+
+
+def register(epoch: Epoch) -> Epoch:
+    _epochs.append(epoch)
+    return epoch
+
+
+def value_of(raw: Any) -> str:
+    """An epoch as Redis returned it (bytes, or None when it has none): empty for none."""
+    return raw.decode() if isinstance(raw, bytes) else ""
+
+
+def note_change(session: Session, epoch: Epoch) -> None:
+    """For a change the flush cannot see (a bulk statement): replace `epoch` after the commit."""
+    session.info.setdefault(_PENDING, set()).add(epoch)
+
+
+@event.listens_for(Session, "after_flush")
+def _watch(session: Session, _context: Any) -> None:
+    for epoch in _epochs:
+        if epoch.changed_by(session):
+            note_change(session, epoch)
+
+
+@event.listens_for(Session, "after_commit")
+def _replace_after_commit(session: Session) -> None:
+    for epoch in session.info.pop(_PENDING, ()):
+        epoch.replace()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_uncommitted(session: Session) -> None:
+    session.info.pop(_PENDING, None)

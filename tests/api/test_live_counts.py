@@ -1,0 +1,135 @@
+"""With a shared Redis, live HITs are counted in Redis and written to the database by the
+maintenance cron; a process remembers the entries it serves until a deletion (here or in any
+other process) replaces the live epoch. Without Redis the counting is in test_live.py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import delete
+
+from app.extensions import db
+from app.models import LiveCacheEntry
+from app.services import images, live, projects
+from tests.api.test_live import cache, nothing_was_started, public_url
+from tests.servers import free_port
+
+
+@pytest.fixture
+def app_config(redis_url):
+    return {"RATELIMIT_STORAGE_URI": redis_url}
+
+
+@pytest.fixture
+def shared(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+def _count(client, project) -> str:
+    response = client.get(public_url(project))
+    assert response.status_code == 200
+    assert response.headers["X-Cache-Status"] == "HIT"
+    return response.headers["X-Cache-Hit-Count"]
+
+
+def _stored_hits() -> int:
+    db.session.expire_all()
+    return db.session.query(LiveCacheEntry).one().hit_count
+
+
+def test_every_hit_is_counted_and_the_cron_writes_the_counts_down(client, project):
+    cache(project, hits=5)
+    assert [_count(client, project) for _ in range(4)] == ["6", "7", "8", "9"]
+
+    assert live.flush_hit_counts() == 4
+    assert _stored_hits() == 9
+    assert db.session.query(LiveCacheEntry).one().last_hit_at is not None
+    assert live.flush_hit_counts() == 0  # nothing is written twice
+
+    assert _count(client, project) == "10"
+    assert live.flush_hit_counts() == 1
+    assert _stored_hits() == 10
+
+
+def test_counts_go_on_from_the_last_flush_when_redis_loses_its_data(client, project, shared):
+    cache(project)
+    for _ in range(3):
+        _count(client, project)
+    live.flush_hit_counts()
+    shared.flushdb()  # a restart without persistence
+
+    assert _count(client, project) == "4"
+
+
+def test_counts_from_two_apps_sharing_redis_add_up(client, project, app, app_config):
+    from app import create_app
+
+    other = create_app({**app.config, **app_config, "TESTING": True})
+    cache(project)
+    assert _count(client, project) == "1"
+    assert _count(other.test_client(), project) == "2"
+    assert _count(client, project) == "3"
+
+
+def test_a_remembered_image_is_not_served_once_deleted(client, project, user):
+    image = cache(project)
+    _count(client, project)  # remembered by this process
+    project.live_daily_limit = 0  # a MISS would be refused: proves the HIT was not served
+    db.session.commit()
+
+    images.delete_image(image)
+
+    assert client.get(public_url(project)).status_code == 429
+    assert nothing_was_started(user)
+
+
+def test_a_remembered_image_is_not_served_once_purged(client, project, user):
+    image = cache(project)
+    _count(client, project)
+    project.live_daily_limit = 0
+    db.session.commit()
+
+    images.delete_image(image, hard=True)  # bulk statements the session's flush does not see
+
+    assert client.get(public_url(project)).status_code == 429
+    assert nothing_was_started(user)
+
+
+def test_a_remembered_entry_of_a_deleted_project_is_not_served(client, project, user):
+    cache(project)
+    public = public_url(project)
+    _count(client, project)
+    projects.create_project(user, "Another")
+
+    projects.delete_project(project)
+
+    assert client.get(public).status_code == 403
+
+
+def test_a_deletion_committed_by_another_process_is_seen(client, project, user, shared):
+    cache(project)
+    _count(client, project)
+    project.live_daily_limit = 0
+    db.session.commit()
+    # Another process deletes the entry (its commit replaces the epoch, not this process's
+    # memory).
+    db.session.execute(delete(LiveCacheEntry))
+    db.session.commit()
+    shared.set(live.LIVE_EPOCH.key, "replaced by the other process")
+
+    assert client.get(public_url(project)).status_code == 429
+
+
+class TestRedisUnreachable:
+    @pytest.fixture
+    def app_config(self):
+        return {"RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{free_port()}/0"}
+
+    def test_hits_are_served_and_counted_in_the_database(self, client, project):
+        image = cache(project)
+        response = client.get(public_url(project))
+        assert response.status_code == 200
+        assert response.headers["X-Image-Id"] == image.id
+        assert response.headers["X-Cache-Hit-Count"] == "1"
+        assert _count(client, project) == "2"
+        assert _stored_hits() == 2
