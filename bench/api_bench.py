@@ -434,7 +434,7 @@ def main() -> int:
             f"(bare JSON route) | {gen[0] / bare[0]:.2f}× | ≥ 0.5× | {_cpu(gen, bare)} |"
         )
     else:
-        lines.append("| (b) GET /api/v1/generations/{id} | not run: route not served yet | | | | |")
+        lines.append("| (b) GET /api/v1/generations/{id} | not measured | | | | |")
     if large is not None:
         lines.append(
             f"| (c) GET /api/v1/images?limit=20, p50 ms | {large[1]:.2f} (1M images) | "

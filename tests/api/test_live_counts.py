@@ -4,6 +4,9 @@ other process) replaces the live epoch. Without Redis the counting is in test_li
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import pytest
 import redis
 from sqlalchemy import delete
@@ -11,6 +14,7 @@ from sqlalchemy import delete
 from app.extensions import db
 from app.models import LiveCacheEntry
 from app.services import images, live, projects
+from tests import servers
 from tests.api.test_live import cache, nothing_was_started, public_url
 from tests.servers import free_port
 
@@ -133,3 +137,38 @@ class TestRedisUnreachable:
         assert response.headers["X-Cache-Hit-Count"] == "1"
         assert _count(client, project) == "2"
         assert _stored_hits() == 2
+
+
+def _fetch(url: str) -> tuple[int, str | None]:
+    """A GET on a connection of its own: the status and X-Cache-Hit-Count."""
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers["X-Cache-Hit-Count"]
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, None
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_worker_that_remembers_an_image_stops_serving_it_once_another_process_deletes_it(
+    app, user, project, redis_url, tmp_path
+):
+    image = cache(project)
+    project.live_daily_limit = 0  # a MISS would be refused: a 429 proves no HIT was served
+    db.session.commit()
+    path = public_url(project)
+    database = app.config["SQLALCHEMY_DATABASE_URI"]
+    with servers.two_gunicorn_workers(database, redis_url, tmp_path) as gunicorn:
+        with gunicorn.hold_one_worker(path) as held:
+            before = [_fetch(gunicorn.url(path)) for _ in range(3)]  # one worker, remembered
+            images.delete_image(image)  # here, not in either worker
+            after = [_fetch(gunicorn.url(path)) for _ in range(2)]
+            held_reply = held.finish("")
+        assert len(gunicorn.worker_pids()) == 2
+
+    assert before == [(200, "1"), (200, "2"), (200, "3")]
+    assert after == [(429, None)] * 2
+    assert held_reply.startswith(b"HTTP/1.1 429")
+    assert nothing_was_started(user)
