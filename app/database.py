@@ -90,6 +90,20 @@ def watch_connections(engine: Engine) -> None:
             raise InvalidatePoolError("the server closed this pooled connection")
 
 
+def enforce_foreign_keys(engine: Engine) -> None:
+    """SQLite checks foreign keys, and runs their ON DELETE actions, only when each connection
+    asks: without it, deleting a project on the embedded default left its images, generations
+    and live entries behind, and their public URLs kept answering. (Migrations turn it off for
+    their own connection: a batch migration recreates tables, and dropping the old copy would
+    cascade; see migrations/env.py.)"""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
 def fetch_one(
     engine: Engine, sql: str, params: dict[str, Any], *, describe: bool = False
 ) -> tuple[tuple[Any, ...] | None, Any]:

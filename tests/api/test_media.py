@@ -8,6 +8,9 @@ import io
 import pytest
 from PIL import Image as PILImage
 
+from app.extensions import db
+from app.models import Image
+from app.services import projects
 from tests import factories
 from tests.fakes.gemini import tiny_png
 
@@ -18,8 +21,6 @@ def image(app, project):
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
     stored = factories.ingest(project.id, buffer.getvalue(), source="uploaded")
-    from app.extensions import db
-
     db.session.commit()
     return stored
 
@@ -95,3 +96,15 @@ def test_jpeg_is_served_as_jpg(client, project):
     db.session.commit()
     response = client.get(f"/i/{stored.id}.jpg")
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
+
+
+def test_the_images_of_a_deleted_project_are_gone_with_their_urls(client, user, project):
+    image_id = factories.make_image(project).id
+    assert client.get(f"/i/{image_id}.png").status_code == 200
+    projects.create_project(user, "Another")
+
+    projects.delete_project(project)
+
+    assert client.get(f"/i/{image_id}.png").status_code == 404
+    assert client.get(f"/i/{image_id}/thumb.webp").status_code == 404
+    assert db.session.query(Image).count() == 0
