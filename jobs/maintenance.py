@@ -41,6 +41,13 @@ def purge_images() -> int:
         return images.purge_expired()
 
 
+def remove_deleted_projects_files() -> int:
+    from app.services import projects
+
+    with app_context():
+        return projects.remove_deleted_projects_files()
+
+
 def flush_live_hits() -> int:
     from app.services import live
 

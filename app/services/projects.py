@@ -12,6 +12,7 @@ from app.errors import Invalid, not_found
 from app.extensions import db
 from app.models import Generation, Image, Project, is_uuid, storable_text, utcnow
 from app.providers.base import ASPECT_RATIOS
+from app.storage import get_storage
 
 if TYPE_CHECKING:
     from app.models import User
@@ -152,7 +153,8 @@ def rename_project(project: Project, name: str) -> Project:
 
 
 def delete_project(project: Project) -> None:
-    """Delete a project and everything in it. A user keeps at least one project."""
+    """Delete a project and everything in it (its stored files go with the nightly
+    `remove_deleted_projects_files`). A user keeps at least one project."""
     if count_projects(project.owner) <= 1:
         raise Invalid(
             "You need at least one project; create another before deleting this one",
@@ -160,6 +162,24 @@ def delete_project(project: Project) -> None:
         )
     db.session.delete(project)
     db.session.commit()
+
+
+def remove_deleted_projects_files() -> int:
+    """Delete the stored files of projects that no longer exist (every key of a project is
+    under `<project id>/`). Scheduled nightly: a deletion (or a generation that finished into
+    a project deleted meanwhile) leaves files that no URL reaches any more. Returns how many
+    projects' files went."""
+    storage = get_storage()
+    candidates = [prefix for prefix in storage.top_prefixes() if is_uuid(prefix)]
+    removed = 0
+    for start in range(0, len(candidates), 500):
+        chunk = candidates[start : start + 500]
+        alive = set(db.session.scalars(select(Project.id).where(Project.id.in_(chunk))))
+        for prefix in chunk:
+            if prefix not in alive:
+                storage.delete_prefix(prefix)
+                removed += 1
+    return removed
 
 
 def update_settings(project: Project, changes: dict[str, Any]) -> Project:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -60,6 +61,20 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def top_prefixes(self) -> Iterator[str]:
+        if self.root.is_dir():
+            for entry in self.root.iterdir():
+                if entry.is_dir() and KEY_RE.match(entry.name):
+                    yield entry.name
+
+    def delete_prefix(self, prefix: str) -> None:
+        try:
+            shutil.rmtree(self._path(prefix))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"could not delete {prefix}/: {exc}") from exc
 
     def check(self) -> None:
         key = f"health/{uuid.uuid4().hex}"  # KEY_RE: a key starts with a letter or digit

@@ -61,6 +61,31 @@ class S3Storage:
             return False
         return True
 
+    def top_prefixes(self) -> Iterator[str]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Delimiter="/"
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", ()):
+                    yield common["Prefix"].rstrip("/")
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list the bucket: {exc}") from exc
+
+    def delete_prefix(self, prefix: str) -> None:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{prefix}/"
+            )
+            for page in pages:  # at most 1,000 keys a page, as many as one delete takes
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+                if keys:
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not delete {prefix}/: {exc}") from exc
+
     def check(self) -> None:
         key = f"_health/{uuid.uuid4().hex}"
         self.put(key, b"ok", "text/plain")

@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 from app.extensions import db
 from app.models import Image
 from app.services import projects
+from app.storage import get_storage
 from tests import factories
 from tests.fakes.gemini import tiny_png
 
@@ -99,12 +100,19 @@ def test_jpeg_is_served_as_jpg(client, project):
 
 
 def test_the_images_of_a_deleted_project_are_gone_with_their_urls(client, user, project):
-    image_id = factories.make_image(project).id
+    image = factories.make_image(project)
+    image_id, key = image.id, image.storage_key
     assert client.get(f"/i/{image_id}.png").status_code == 200
-    projects.create_project(user, "Another")
+    kept = factories.make_image(projects.create_project(user, "Another"))
 
     projects.delete_project(project)
 
     assert client.get(f"/i/{image_id}.png").status_code == 404
     assert client.get(f"/i/{image_id}/thumb.webp").status_code == 404
-    assert db.session.query(Image).count() == 0
+    assert db.session.query(Image).count() == 1
+    # The nightly job removes the files that no URL reaches any more, and only those.
+    assert get_storage().exists(key)
+    assert projects.remove_deleted_projects_files() == 1
+    assert not get_storage().exists(key)
+    assert get_storage().exists(kept.storage_key)
+    assert client.get(f"/i/{kept.id}.png").status_code == 200
