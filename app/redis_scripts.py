@@ -5,7 +5,9 @@ redis-py's general path (connection pool checkout and release, retry wrapper, me
 costs as much client CPU as sending the command and reading the reply; a thread that keeps
 its own connection skips all of it. The connection is made from the client's pool settings,
 once per thread and process; on a connection error it is closed (the next call reconnects)
-and the error raised as redis-py raises it, so callers handle an outage as before.
+and the error raised as redis-py raises it, so callers handle an outage as before. A thread
+that ends takes its connection with it (redis-py closes a collected connection); gunicorn's
+threads live as long as their worker.
 """
 
 from __future__ import annotations
