@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,32 +38,41 @@ _PENDING = "pictor.epochs_changed"  # session.info: the epochs a commit will rep
 @dataclass(eq=False)
 class Epoch:
     """One epoch. `watched` maps a model to the attributes whose change replaces it; a
-    deletion of any watched model replaces it too. `forget` drops this process's memories."""
+    deletion of any watched model replaces it too. `forget(scope)` drops this process's
+    memories (of that scope). With `scope_of`, there is one epoch per scope (a project, say),
+    named by `scope_of(changed instance)`: a change in one scope leaves the others' memories
+    trusted. Without it, one epoch for everything (scope None)."""
 
     key: str
     watched: Mapping[type, tuple[str, ...]]
-    forget: Callable[[], None]
+    forget: Callable[[str | None], None]
     remember_for: float  # seconds a memory is trusted at most, whatever the epoch says
     what: str = field(default="remembered rows")  # for the log line when it cannot be replaced
+    scope_of: Callable[[Any], str] | None = None
 
-    def read(self, shared: Redis) -> str:
+    def key_for(self, scope: str | None) -> str:
+        return self.key if scope is None else f"{self.key}:{scope}"
+
+    def read(self, shared: Redis, scope: str | None = None) -> str:
         """The current epoch, created if Redis has none (first use, or a restart that lost it)."""
+        key = self.key_for(scope)
         with shared.pipeline(transaction=False) as pipe:
-            pipe.set(self.key, uuid.uuid4().hex, nx=True)
-            pipe.get(self.key)
+            pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.get(key)
             _, value = pipe.execute()
         return value_of(value)
 
-    def replace(self) -> None:
-        """Forget here and make every other process forget (by a new epoch)."""
+    def replace(self, scopes: set[str | None]) -> None:
+        """Forget here and make every other process forget (by a new epoch), per scope."""
         from app import ratelimit
 
-        self.forget()
+        for scope in scopes:
+            self.forget(scope)
         shared = ratelimit.shared_redis()
         if shared is None:
             return
         try:
-            shared.set(self.key, uuid.uuid4().hex)
+            shared.mset({self.key_for(scope): uuid.uuid4().hex for scope in scopes})
         except RedisError:
             log.warning(
                 "could not replace %s: other processes may use stale %s for up to %s s",
@@ -72,25 +81,30 @@ class Epoch:
                 self.remember_for,
             )
 
-    def is_current(self, stamp: str, epoch: str) -> bool:
+    def is_current(self, stamp: str, epoch: str, scope: str | None = None) -> bool:
         """Whether a memory stamped `stamp` may be trusted under `epoch` (as Redis returned it
-        with the request's other work); forgets every memory of this epoch when not."""
+        with the request's other work); forgets every memory of the scope when not."""
         if stamp and hmac.compare_digest(stamp, epoch):
             return True
-        self.forget()
+        self.forget(scope)
         return False
 
-    def changed_by(self, session: Session) -> bool:
+    def changes(self, session: Session) -> set[str | None]:
+        """The scopes a flush changed ({None} for an unscoped epoch, empty for none)."""
+        changed: set[str | None] = set()
         for instance in session.deleted:
             if type(instance) in self.watched:
-                return True
+                changed.add(self._scope(instance))
         for instance in session.dirty:
             names = self.watched.get(type(instance))
             if names:
                 state = inspect(instance)
                 if any(state.attrs[name].history.has_changes() for name in names):
-                    return True
-        return False
+                    changed.add(self._scope(instance))
+        return changed
+
+    def _scope(self, instance: Any) -> str | None:
+        return None if self.scope_of is None else self.scope_of(instance)
 
 
 _epochs: list[Epoch] = []
@@ -106,22 +120,24 @@ def value_of(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else ""
 
 
-def note_change(session: Session, epoch: Epoch) -> None:
-    """For a change the flush cannot see (a bulk statement): replace `epoch` after the commit."""
-    session.info.setdefault(_PENDING, set()).add(epoch)
+def note_change(session: Session, epoch: Epoch, scopes: Iterable[str | None] = (None,)) -> None:
+    """For a change the flush cannot see (a bulk statement): replace `epoch` (of `scopes`)
+    after the commit."""
+    pending: dict[Epoch, set[str | None]] = session.info.setdefault(_PENDING, {})
+    pending.setdefault(epoch, set()).update(scopes)
 
 
 @event.listens_for(Session, "after_flush")
 def _watch(session: Session, _context: Any) -> None:
     for epoch in _epochs:
-        if epoch.changed_by(session):
-            note_change(session, epoch)
+        if changed := epoch.changes(session):
+            note_change(session, epoch, changed)
 
 
 @event.listens_for(Session, "after_commit")
 def _replace_after_commit(session: Session) -> None:
-    for epoch in session.info.pop(_PENDING, ()):
-        epoch.replace()
+    for epoch, scopes in session.info.pop(_PENDING, {}).items():
+        epoch.replace(scopes)
 
 
 @event.listens_for(Session, "after_rollback")

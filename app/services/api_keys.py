@@ -137,7 +137,7 @@ AUTH_EPOCH = epochs.register(
             User: ("disabled",),
             Project: ("owner_id",),
         },
-        forget=_remembered.clear,
+        forget=lambda _scope: _remembered.clear(),
         remember_for=REMEMBER_FOR,
         what="API keys",
     )

@@ -229,7 +229,8 @@ def _remove(images: list[Image]) -> None:
     db.session.execute(delete(FlowAlias).where(FlowAlias.image_id.in_(ids)))
     db.session.execute(delete(LiveCacheEntry).where(LiveCacheEntry.image_id.in_(ids)))
     db.session.execute(delete(Image).where(Image.id.in_(ids)))
-    epochs.note_change(db.session, live.LIVE_EPOCH)  # bulk: the flush does not see these
+    # Bulk statements: the flush does not see them.
+    epochs.note_change(db.session, live.LIVE_EPOCH, {image.project_id for image in images})
 
 
 def purge_expired(now: datetime | None = None) -> int:

@@ -337,13 +337,13 @@ def _warn_unreachable(exc: RedisError) -> None:
 
 # --- hits counted in Redis ------------------------------------------------------------------
 #
-# A process remembers the entries it has served (entry id and image columns), stamped with the
-# live epoch (app/epochs.py), which every commit that deletes an image, a cache entry or a
-# project replaces. A HIT of a remembered entry is then one Redis script: check the stamp,
-# count the hit, mark the entry for the next flush. No database statement, and no row lock
-# that every view of a popular image would queue on. `flush_hit_counts` (the maintenance cron)
-# adds the counted hits to the entries' `hit_count`; if Redis loses its data, the counts go on
-# from the last flush.
+# A process remembers the entries it has served (entry id and image columns), stamped with
+# their project's live epoch (app/epochs.py), which every commit that deletes one of the
+# project's images or cache entries, or the project, replaces. A HIT of a remembered entry is
+# then one Redis script: check the stamp, count the hit, mark the entry for the next flush. No
+# database statement, and no row lock that every view of a popular image would queue on.
+# `flush_hit_counts` (the maintenance cron) adds the counted hits to the entries' `hit_count`;
+# if Redis loses its data, the counts go on from the last flush.
 
 HITS_KEY = "pictor:live-hits:"  # + entry id: a hash of n (hits), flushed (of n), at (last hit)
 DIRTY_KEY = "pictor:live-hits:dirty"  # ids of entries with hits not yet flushed
@@ -363,9 +363,15 @@ class _Remembered:
 _remembered: dict[tuple[str, str], _Remembered] = {}
 
 
-def _forget() -> None:
-    _remembered.clear()
-    _settings.clear()
+def _forget(project_id: str | None) -> None:
+    """Drop what this process remembers of a project's live URLs (of every project: None)."""
+    if project_id is None:
+        _remembered.clear()
+        _settings.clear()
+        return
+    for remembered in [found for found in _remembered if found[0] == project_id]:
+        del _remembered[remembered]
+    _settings.pop(project_id, None)
 
 
 LIVE_EPOCH = epochs.register(
@@ -375,6 +381,7 @@ LIVE_EPOCH = epochs.register(
         forget=_forget,
         remember_for=REMEMBER_FOR,
         what="live cache entries",
+        scope_of=lambda changed: changed.id if isinstance(changed, Project) else changed.project_id,
     )
 )
 
@@ -435,22 +442,22 @@ def _hit_in_redis(shared: Redis, project_id: str, key: str) -> Served | None:
     if found is not None and time.monotonic() < found.until:
         hits = _COUNT(
             shared,
-            keys=[LIVE_EPOCH.key, HITS_KEY + found.entry_id, DIRTY_KEY],
+            keys=[LIVE_EPOCH.key_for(project_id), HITS_KEY + found.entry_id, DIRTY_KEY],
             args=[found.stamp, found.entry_id, "", now, HITS_TTL],
         )
         if hits is not None:
             return Served(*found.image, "HIT", int(hits), None)
-        LIVE_EPOCH.forget()  # the epoch moved on: any remembered entry may be gone
+        _forget(project_id)  # the project's epoch moved on: any of its entries may be gone
     # The epoch before the row: a deletion committed after this read replaces the epoch after
     # it, so the stamp can only be current if the row read is.
-    stamp = LIVE_EPOCH.read(shared)
+    stamp = LIVE_EPOCH.read(shared, project_id)
     row = _FIND_ENTRY.first(db.engine, {"live_project": project_id, "live_key": key})
     if row is None:
         return None
     entry_id, stored_hits, *image = row
     hits = _COUNT(
         shared,
-        keys=[LIVE_EPOCH.key, HITS_KEY + entry_id, DIRTY_KEY],
+        keys=[LIVE_EPOCH.key_for(project_id), HITS_KEY + entry_id, DIRTY_KEY],
         args=["", entry_id, stored_hits, now, HITS_TTL],
     )
     if stamp:  # an empty stamp would skip the epoch check

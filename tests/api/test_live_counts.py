@@ -119,9 +119,25 @@ def test_a_deletion_committed_by_another_process_is_seen(client, project, user, 
     # memory).
     db.session.execute(delete(LiveCacheEntry))
     db.session.commit()
-    shared.set(live.LIVE_EPOCH.key, "replaced by the other process")
+    shared.set(live.LIVE_EPOCH.key_for(project.id), "replaced by the other process")
 
     assert client.get(public_url(project)).status_code == 429
+
+
+def test_a_deletion_replaces_the_epoch_of_its_own_project_only(client, user, project, shared):
+    cache(project)
+    other = projects.create_project(user, "Another")
+    other_image = cache(other)
+    _count(client, project)
+    _count(client, other)
+    mine, theirs = live.LIVE_EPOCH.key_for(project.id), live.LIVE_EPOCH.key_for(other.id)
+    before = shared.get(mine), shared.get(theirs)
+
+    images.delete_image(other_image)
+
+    assert shared.get(mine) == before[0]  # this project's remembered entries stay trusted
+    assert shared.get(theirs) not in (None, before[1])
+    assert _count(client, project) == "2"
 
 
 class TestRedisUnreachable:
