@@ -41,11 +41,11 @@ def purge_images() -> int:
         return images.purge_expired()
 
 
-def remove_deleted_projects_files() -> int:
+def remove_project_files(project_id: str) -> None:
     from app.services import projects
 
     with app_context():
-        return projects.remove_deleted_projects_files()
+        projects.remove_project_files(project_id)
 
 
 def flush_live_hits() -> int:

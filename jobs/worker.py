@@ -51,9 +51,6 @@ class Cron:
         self.scheduler.register(maintenance.flush_live_hits, MAINTENANCE_QUEUE, interval=every)
         self.scheduler.register(maintenance.reset_credits, MAINTENANCE_QUEUE, cron="7 0 * * *")
         self.scheduler.register(maintenance.purge_images, MAINTENANCE_QUEUE, cron="17 3 * * *")
-        self.scheduler.register(
-            maintenance.remove_deleted_projects_files, MAINTENANCE_QUEUE, cron="27 3 * * *"
-        )
 
     def tick(self) -> int:
         """Enqueue the periodic jobs that are due, if this process leads. Returns how many."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from app.errors import Invalid, not_found
+from app import queue
+from app.errors import Invalid, ServiceUnavailable, not_found
 from app.extensions import db
 from app.models import Generation, Image, Project, is_uuid, storable_text, utcnow
 from app.providers.base import ASPECT_RATIOS
@@ -17,7 +19,10 @@ from app.storage import get_storage
 if TYPE_CHECKING:
     from app.models import User
 
+log = logging.getLogger(__name__)
+
 MAX_NAME = 120
+REMOVE_FILES_JOB = "jobs.maintenance.remove_project_files"
 MAX_MODEL_ID = 120  # the width of projects.default_model
 # The project cards' cover mosaic has three cells.
 PREVIEW_THUMBNAILS = 3
@@ -153,33 +158,28 @@ def rename_project(project: Project, name: str) -> Project:
 
 
 def delete_project(project: Project) -> None:
-    """Delete a project and everything in it (its stored files go with the nightly
-    `remove_deleted_projects_files`). A user keeps at least one project."""
+    """Delete a project and everything in it; its stored files go in a maintenance job
+    (`remove_project_files`). A user keeps at least one project."""
     if count_projects(project.owner) <= 1:
         raise Invalid(
             "You need at least one project; create another before deleting this one",
             code="LAST_PROJECT",
         )
+    project_id = project.id
     db.session.delete(project)
     db.session.commit()
+    try:
+        queue.enqueue(queue.MAINTENANCE_QUEUE, REMOVE_FILES_JOB, project_id)
+    except ServiceUnavailable:  # the project is gone; its files stay, reachable by no URL
+        log.warning("the files of deleted project %s stay in storage", project_id)
 
 
-def remove_deleted_projects_files() -> int:
-    """Delete the stored files of projects that no longer exist (every key of a project is
-    under `<project id>/`). Scheduled nightly: a deletion (or a generation that finished into
-    a project deleted meanwhile) leaves files that no URL reaches any more. Returns how many
-    projects' files went."""
-    storage = get_storage()
-    candidates = [prefix for prefix in storage.top_prefixes() if is_uuid(prefix)]
-    removed = 0
-    for start in range(0, len(candidates), 500):
-        chunk = candidates[start : start + 500]
-        alive = set(db.session.scalars(select(Project.id).where(Project.id.in_(chunk))))
-        for prefix in chunk:
-            if prefix not in alive:
-                storage.delete_prefix(prefix)
-                removed += 1
-    return removed
+def remove_project_files(project_id: str) -> None:
+    """Delete the stored files of a deleted project (every key of a project is under
+    `<project id>/`). Run by the job `delete_project` queues; nothing happens if the project
+    exists."""
+    if db.session.get(Project, project_id) is None:
+        get_storage().delete_prefix(project_id)
 
 
 def update_settings(project: Project, changes: dict[str, Any]) -> Project:

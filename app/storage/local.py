@@ -62,12 +62,6 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def top_prefixes(self) -> Iterator[str]:
-        if self.root.is_dir():
-            for entry in self.root.iterdir():
-                if entry.is_dir() and KEY_RE.match(entry.name):
-                    yield entry.name
-
     def delete_prefix(self, prefix: str) -> None:
         try:
             shutil.rmtree(self._path(prefix))

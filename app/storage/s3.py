@@ -61,17 +61,6 @@ class S3Storage:
             return False
         return True
 
-    def top_prefixes(self) -> Iterator[str]:
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Delimiter="/"
-            )
-            for page in pages:
-                for common in page.get("CommonPrefixes", ()):
-                    yield common["Prefix"].rstrip("/")
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not list the bucket: {exc}") from exc
-
     def delete_prefix(self, prefix: str) -> None:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
