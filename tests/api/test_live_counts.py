@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import redis
 from sqlalchemy import delete
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import LiveCacheEntry
@@ -53,6 +54,24 @@ def test_every_hit_is_counted_and_the_cron_writes_the_counts_down(client, projec
     assert _count(client, project) == "10"
     assert live.flush_hit_counts() == 1
     assert _stored_hits() == 10
+
+
+def test_hits_a_failed_flush_could_not_write_are_written_by_the_next(client, project, monkeypatch):
+    cache(project)
+    for _ in range(3):
+        _count(client, project)
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("UPDATE live_cache", {}, ConnectionError("server closed"))
+
+    monkeypatch.setattr(db.session, "commit", database_down)  # fault injection
+    with pytest.raises(OperationalError):
+        live.flush_hit_counts()
+    monkeypatch.undo()
+    assert _stored_hits() == 0
+
+    assert live.flush_hit_counts() == 3
+    assert _stored_hits() == 3
 
 
 def test_counts_go_on_from_the_last_flush_when_redis_loses_its_data(client, project, shared):
