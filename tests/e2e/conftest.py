@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from app import create_app
+from app import create_app, queue
 from app.extensions import db
 from tests.conftest import make_config
 
@@ -75,6 +75,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        queue.stop(app)  # the embedded worker thread and server, if a page queued a job
         with app.app_context():
             db.engine.dispose()
 
