@@ -102,8 +102,23 @@ def test_api_key_plaintext_is_shown_once_and_can_be_revoked(page: Page):
     expect(page.get_by_text("Revoked “Browser key”")).to_be_visible()
 
 
+def _overlap(box: dict, other) -> bool:  # noqa: ANN001  (a Playwright locator)
+    them = other.bounding_box()
+    return (
+        box["x"] < them["x"] + them["width"]
+        and them["x"] < box["x"] + box["width"]
+        and box["y"] < them["y"] + them["height"]
+        and them["y"] < box["y"] + box["height"]
+    )
+
+
 def test_projects_create_rename_and_delete(page: Page):
     sign_up(page)
+    # The welcome toast is on screen while the page's actions are used: it must not cover them
+    # (pointing at a toast keeps it, so a covered button could not be reached).
+    toast = page.locator("[data-toast]")
+    expect(toast).to_be_visible()
+    assert not _overlap(toast.bounding_box(), page.get_by_role("link", name="New project"))
 
     page.get_by_role("link", name="New project").click()
     dialog = page.get_by_role("dialog", name="New project")
