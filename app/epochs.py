@@ -81,12 +81,12 @@ class Epoch:
                 self.remember_for,
             )
 
-    def is_current(self, stamp: str, epoch: str, scope: str | None = None) -> bool:
-        """Whether a memory stamped `stamp` may be trusted under `epoch` (as Redis returned it
-        with the request's other work); forgets every memory of the scope when not."""
+    def is_current(self, stamp: str, epoch: str) -> bool:
+        """Whether a memory stamped `stamp` may be trusted under an unscoped `epoch` (as Redis
+        returned it with the request's other work); forgets every memory when not."""
         if stamp and hmac.compare_digest(stamp, epoch):
             return True
-        self.forget(scope)
+        self.forget(None)
         return False
 
     def changes(self, session: Session) -> set[str | None]:

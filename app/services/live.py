@@ -164,17 +164,16 @@ def public_settings(project_id: str, *, fresh: bool = False) -> LiveSettings:
     project's settings go with the live epoch (below).
     Unknown ids get the same 403 as a bad signature.
     """
-    cache = _settings
     now = time.monotonic()
-    cached = cache.get(project_id)
+    cached = _settings.get(project_id)
     if cached is not None and not fresh and cached[0] > now:
         return cached[1]
     project = db.session.get(Project, project_id) if is_uuid(project_id) else None
     if project is None:
-        cache.pop(project_id, None)
+        _settings.pop(project_id, None)
         raise _bad_signature()
     settings = LiveSettings.of(project)
-    cache[project_id] = (now + SETTINGS_TTL, settings)
+    _settings[project_id] = (now + SETTINGS_TTL, settings)
     return settings
 
 
@@ -447,7 +446,7 @@ def _hit_in_redis(shared: Redis, project_id: str, key: str) -> Served | None:
         )
         if hits is not None:
             return Served(*found.image, "HIT", int(hits), None)
-        _forget(project_id)  # the project's epoch moved on: any of its entries may be gone
+        LIVE_EPOCH.forget(project_id)  # the project's epoch moved on: its entries may be gone
     # The epoch before the row: a deletion committed after this read replaces the epoch after
     # it, so the stamp can only be current if the row read is.
     stamp = LIVE_EPOCH.read(shared, project_id)
