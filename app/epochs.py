@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -33,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PENDING = "pictor.epochs_changed"  # session.info: the epochs a commit will replace
+_BULK = "pictor.epochs_bulk"  # session.info: epochs whose watched rows a bulk statement changed
+
+
+class UnnotedChange(RuntimeWarning):
+    """A bulk statement changed rows an epoch watches, and nothing said which scopes."""
 
 
 @dataclass(eq=False)
@@ -48,7 +55,8 @@ class Epoch:
     forget: Callable[[str | None], None]
     remember_for: float  # seconds a memory is trusted at most, whatever the epoch says
     what: str = field(default="remembered rows")  # for the log line when it cannot be replaced
-    scope_of: Callable[[Any], str] | None = None
+    scope_of: Callable[[Any], str | None] | None = None  # None: the change is in no scope
+    expire_after: int | None = None  # seconds Redis keeps a scope's epoch (many scopes)
 
     def key_for(self, scope: str | None) -> str:
         return self.key if scope is None else f"{self.key}:{scope}"
@@ -57,7 +65,7 @@ class Epoch:
         """The current epoch, created if Redis has none (first use, or a restart that lost it)."""
         key = self.key_for(scope)
         with shared.pipeline(transaction=False) as pipe:
-            pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.set(key, uuid.uuid4().hex, nx=True, ex=self.expire_after)
             pipe.get(key)
             _, value = pipe.execute()
         return value_of(value)
@@ -72,7 +80,10 @@ class Epoch:
         if shared is None:
             return
         try:
-            shared.mset({self.key_for(scope): uuid.uuid4().hex for scope in scopes})
+            with shared.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.set(self.key_for(scope), uuid.uuid4().hex, ex=self.expire_after)
+                pipe.execute()
         except RedisError:
             log.warning(
                 "could not replace %s: other processes may use stale %s for up to %s s",
@@ -101,10 +112,52 @@ class Epoch:
                 state = inspect(instance)
                 if any(state.attrs[name].history.has_changes() for name in names):
                     changed.add(self._scope(instance))
+        if self.scope_of is not None:
+            changed.discard(None)  # changes in no scope
         return changed
 
     def _scope(self, instance: Any) -> str | None:
         return None if self.scope_of is None else self.scope_of(instance)
+
+
+class Memory:
+    """Database reads a process keeps, each under a scope of an epoch and stamped with the
+    epoch it read before the rows: `recall` gives one back only while the epoch it is asked
+    with is still that stamp, and never after `remember_for` seconds. At most `at_most`
+    scopes are kept (all are dropped when full: they are read again)."""
+
+    def __init__(self, remember_for: float, at_most: int) -> None:
+        self.remember_for = remember_for
+        self.at_most = at_most
+        self._scopes: dict[str | None, dict[Hashable, tuple[Any, str, float]]] = {}
+
+    def recall(self, scope: str | None, key: Hashable, epoch: str) -> Any | None:
+        found = self._scopes.get(scope, {}).get(key)
+        if found is None:
+            return None
+        value, stamp, until = found
+        if hmac.compare_digest(stamp, epoch) and time.monotonic() < until:
+            return value
+        self.forget(scope)
+        return None
+
+    def remember(self, scope: str | None, key: Hashable, value: Any, stamp: str) -> None:
+        if not stamp:  # an empty stamp would match a lost epoch
+            return
+        if scope not in self._scopes and len(self._scopes) >= self.at_most:
+            self._scopes.clear()
+        self._scopes.setdefault(scope, {})[key] = (
+            value,
+            stamp,
+            time.monotonic() + self.remember_for,
+        )
+
+    def forget(self, scope: str | None) -> None:
+        """Drop the reads of `scope` (of every scope: None)."""
+        if scope is None:
+            self._scopes.clear()
+        else:
+            self._scopes.pop(scope, None)
 
 
 _epochs: list[Epoch] = []
@@ -134,12 +187,39 @@ def _watch(session: Session, _context: Any) -> None:
             note_change(session, epoch, changed)
 
 
+@event.listens_for(Session, "do_orm_execute")
+def _watch_bulk(state: ORMExecuteState) -> None:
+    """Bulk UPDATE and DELETE statements of watched rows, which the flush does not see: each
+    must say what it changed with `note_change` before the commit (checked after it)."""
+    if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+        return
+    model = state.bind_mapper.class_
+    values = getattr(state.statement, "_values", None) or {}
+    changed = None if state.is_delete else {getattr(column, "key", column) for column in values}
+    for epoch in _epochs:
+        names = epoch.watched.get(model)
+        if names is not None and (changed is None or changed.intersection(names)):
+            state.session.info.setdefault(_BULK, set()).add(epoch)
+
+
 @event.listens_for(Session, "after_commit")
 def _replace_after_commit(session: Session) -> None:
-    for epoch, scopes in session.info.pop(_PENDING, {}).items():
+    pending: dict[Epoch, set[str | None]] = session.info.pop(_PENDING, {})
+    for epoch in session.info.pop(_BULK, set()) - pending.keys():
+        if epoch.scope_of is None:
+            pending[epoch] = {None}  # the one epoch: replacing it is always right
+        else:
+            warnings.warn(
+                f"a bulk statement changed rows that {epoch.key} watches without note_change: "
+                f"other processes may use stale {epoch.what} for up to {epoch.remember_for} s",
+                UnnotedChange,
+                stacklevel=2,
+            )
+    for epoch, scopes in pending.items():
         epoch.replace(scopes)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_uncommitted(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_BULK, None)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app, g, request
 from flask.wrappers import Response
@@ -47,7 +49,8 @@ _SETTING = {DEFAULT_BUDGET: "RATELIMIT_DEFAULT", GENERATION_BUDGET: "RATELIMIT_G
 # Count a request and read its window in one round trip. Flask-Limiter's fixed window takes
 # three (the increment script, then GET and TTL for the headers); the key and its expiry are
 # the same as its, so both count in the same windows. KEYS[2] is the auth epoch, read here to
-# save API-key authentication a round trip of its own.
+# save API-key authentication a round trip of its own; KEYS[3], when given, the epoch the
+# request's endpoint asked for (`read_epoch_with_count`).
 _COUNT = SharedScript("""
 local count = redis.call("INCRBY", KEYS[1], 1)
 local ttl = redis.call("TTL", KEYS[1])
@@ -55,8 +58,10 @@ if ttl < 0 then
     redis.call("EXPIRE", KEYS[1], ARGV[1])
     ttl = tonumber(ARGV[1])
 end
-return {count, ttl, redis.call("GET", KEYS[2])}
+return {count, ttl, redis.call("MGET", unpack(KEYS, 2))}
 """)
+# endpoint → the key of the epoch its requests read with their count, from the view arguments
+_EPOCH_FOR: dict[str, Callable[[dict[str, Any]], str | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,34 @@ def shared_redis() -> Redis | None:
     return storage.get_connection() if isinstance(storage, RedisStorage) else None
 
 
+def read_epoch_with_count(endpoint: str, key_for: Callable[[dict[str, Any]], str | None]) -> None:
+    """Have the requests of `endpoint` read an epoch (its key from the view arguments, or
+    None for none) in their count's round trip; the view finds it with `epoch_read`."""
+    _EPOCH_FOR[endpoint] = key_for
+
+
+def epoch_read() -> str | None:
+    """The epoch this request read with its count ("" when Redis has none), or None when it
+    read none (no Redis, or an endpoint that asks for none)."""
+    return g.get("endpoint_epoch")
+
+
 def _count(item: RateLimitItem, budget: str, identity: str) -> tuple[bool, Window]:
     """Count one request in the storage: whether it was within the limit, and the window.
-    On Redis, the auth epoch read with it is left in `g.auth_epoch`."""
+    On Redis, the auth epoch read with it is left in `g.auth_epoch`, and the endpoint's
+    epoch in `g.endpoint_epoch`."""
     storage = limiter.storage
     if isinstance(storage, RedisStorage):
         key = storage.prefixed_key(item.key_for(budget, identity))
-        count, ttl, epoch = _COUNT(
-            storage.get_connection(), keys=[key, api_keys.EPOCH_KEY], args=[item.get_expiry()]
-        )
-        g.auth_epoch = epochs.value_of(epoch)
+        keys = [key, api_keys.EPOCH_KEY]
+        key_for = _EPOCH_FOR.get(request.endpoint or "")
+        wanted = key_for(request.view_args or {}) if key_for is not None else None
+        if wanted is not None:
+            keys.append(wanted)
+        count, ttl, found = _COUNT(storage.get_connection(), keys=keys, args=[item.get_expiry()])
+        g.auth_epoch = epochs.value_of(found[0])
+        if wanted is not None:
+            g.endpoint_epoch = epochs.value_of(found[1])
         window = Window(item.amount, max(0, item.amount - int(count)), max(0, int(ttl)))
         return int(count) <= item.amount, window
     allowed = limiter.limiter.hit(item, budget, identity)  # memory:// (one process, tests)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Response, request, stream_with_context, url_for
 
+from app import ratelimit
 from app.api import bp, serializers
 from app.api.auth import principal
 from app.api.helpers import bool_arg, json_body, no_content, one, page, pagination_args
@@ -97,9 +98,18 @@ def list_generations():
 @read_only
 def get_generation(generation_id: str):
     generation, output = generations.read_with_output(
-        principal().project_id, generation_id, include_deleted=bool_arg("includeDeleted")
+        principal().project_id,
+        generation_id,
+        include_deleted=bool_arg("includeDeleted"),
+        epoch=ratelimit.epoch_read(),
     )
     return one(serializers.generation(generation, output))
+
+
+# A poll reads the generation's epoch in its rate-limit count (services/generations.py).
+ratelimit.read_epoch_with_count(
+    "api.get_generation", lambda args: generations.read_epoch_key(args.get("generation_id"))
+)
 
 
 @bp.get("/generations/<generation_id>/events")

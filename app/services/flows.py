@@ -145,8 +145,22 @@ def delete_flow(flow: Flow) -> None:
     """Hard-delete the flow; its generations and images stay with flow_id null."""
     # Locked first: an image being stored into the flow commits before this goes on.
     db.session.execute(select(Flow.id).where(Flow.id == flow.id).with_for_update())
-    db.session.execute(update(Generation).where(Generation.flow_id == flow.id).values(flow_id=None))
-    db.session.execute(update(Image).where(Image.flow_id == flow.id).values(flow_id=None))
+    from app.services.generations import note_changed
+
+    moved = db.session.execute(
+        update(Generation)
+        .where(Generation.flow_id == flow.id)
+        .values(flow_id=None)
+        .returning(Generation.id)
+    ).scalars()
+    note_changed(*moved)
+    moved = db.session.execute(
+        update(Image)
+        .where(Image.flow_id == flow.id)
+        .values(flow_id=None)
+        .returning(Image.generation_id)
+    ).scalars()
+    note_changed(*moved)
     db.session.execute(delete(FlowAlias).where(FlowAlias.flow_id == flow.id))
     db.session.delete(flow)
     db.session.commit()

@@ -34,7 +34,7 @@ from rq import Callback, Retry
 from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import database, queue
+from app import database, epochs, queue
 from app.errors import Conflict, Invalid, TierRestricted, TooLarge, UnsupportedMedia, not_found
 from app.extensions import db
 from app.models import (
@@ -614,27 +614,85 @@ _WITH_OUTPUT = database.DirectRead(
 )
 
 
+# GET /generations/{id} is what clients poll. A process remembers what it read (`_reads`),
+# under the generation's epoch (app/epochs.py), which every commit that changes the generation
+# or its output image replaces: the rate limiter reads the epoch in the request's count
+# (`ratelimit.read_epoch_with_count`), so a poll of a remembered generation costs no
+# database statement. One epoch per generation, so that a busy generation leaves every other
+# remembered; Redis drops an epoch unused for an hour (a lost epoch matches no stamp).
+_reads = epochs.Memory(remember_for=60.0, at_most=10_000)
+READS_EPOCH = epochs.register(
+    epochs.Epoch(
+        "pictor:generation-epoch",
+        watched={Generation: _GENERATION_FIELDS, Image: _IMAGE_FIELDS},
+        forget=_reads.forget,
+        remember_for=_reads.remember_for,
+        what="generation reads",
+        scope_of=lambda changed: (
+            changed.id if isinstance(changed, Generation) else changed.generation_id
+        ),
+        expire_after=3600,
+    )
+)
+
+
+def read_epoch_key(generation_id: object) -> str | None:
+    """The key of a generation's epoch, None for an id that names none."""
+    if isinstance(generation_id, str) and is_uuid(generation_id):
+        return READS_EPOCH.key_for(generation_id)
+    return None
+
+
+def note_changed(*generation_ids: str | None) -> None:
+    """For bulk statements on generations or images (the flush does not see them)."""
+    epochs.note_change(db.session, READS_EPOCH, {gid for gid in generation_ids if gid})
+
+
 def read_with_output(
-    project_id: str, generation_id: object, *, include_deleted: bool = False
+    project_id: str,
+    generation_id: object,
+    *,
+    include_deleted: bool = False,
+    epoch: str | None = None,
 ) -> tuple[SimpleNamespace, SimpleNamespace | None]:
     """The project's generation and its output image as read-only records (the models'
-    attribute names, nothing loaded into the session), in one statement; 404 as
-    get_generation. GET /generations/{id} is what clients poll: it is read through the
-    driver (`database.DirectRead`)."""
-    found = (
-        _WITH_OUTPUT.first(db.engine, {"generation_id": generation_id, "project_id": project_id})
-        if isinstance(generation_id, str) and is_uuid(generation_id)
-        else None
-    )
-    if found is None:
+    attribute names, nothing loaded into the session), in one statement read through the
+    driver (`database.DirectRead`); 404 as get_generation.
+
+    With `epoch`, the generation's epoch as the request read it ("" when Redis has none),
+    the records are remembered, and given back without a statement while the epoch stays
+    the one read before them."""
+    if not (isinstance(generation_id, str) and is_uuid(generation_id)):
         raise not_found("Generation")
-    split = len(_GENERATION_FIELDS)
-    generation = SimpleNamespace(**dict(zip(_GENERATION_FIELDS, found[:split], strict=True)))
+    found = _reads.recall(generation_id, project_id, epoch) if epoch else None
+    if found is None:
+        stamp = epoch
+        if epoch == "":  # first read since Redis lost it: the epoch before the rows
+            from app import ratelimit
+
+            shared = ratelimit.shared_redis()
+            stamp = READS_EPOCH.read(shared, generation_id) if shared is not None else ""
+        found = _read_records(project_id, generation_id)
+        if found is None:  # not remembered: a generation is inserted without a new epoch
+            raise not_found("Generation")
+        _reads.remember(generation_id, project_id, found, stamp or "")
+    generation, output = found
     if generation.deleted_at is not None and not include_deleted:
         raise not_found("Generation")
+    return generation, output
+
+
+def _read_records(
+    project_id: str, generation_id: str
+) -> tuple[SimpleNamespace, SimpleNamespace | None] | None:
+    row = _WITH_OUTPUT.first(db.engine, {"generation_id": generation_id, "project_id": project_id})
+    if row is None:
+        return None
+    split = len(_GENERATION_FIELDS)
+    generation = SimpleNamespace(**dict(zip(_GENERATION_FIELDS, row[:split], strict=True)))
     output = None
-    if found[split] is not None:
-        output = SimpleNamespace(**dict(zip(_IMAGE_FIELDS, found[split:], strict=True)))
+    if row[split] is not None:
+        output = SimpleNamespace(**dict(zip(_IMAGE_FIELDS, row[split:], strict=True)))
     return generation, output
 
 
@@ -783,6 +841,7 @@ def _start(generation_id: str, *, auto_enhance: bool) -> bool:
     now = utcnow()
     timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
     first_stage = "enhancing" if auto_enhance else "resolving"
+    note_changed(generation_id)
     started = db.session.execute(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "pending")
@@ -804,6 +863,7 @@ def _start(generation_id: str, *, auto_enhance: bool) -> bool:
 
 def _stage(generation_id: str, stage: str, **values: Any) -> None:
     """Save and announce the stage; _Ended when the generation is no longer processing."""
+    note_changed(generation_id)
     moved = db.session.execute(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "processing")
@@ -960,6 +1020,7 @@ def _succeed(generation: Generation, output: Image) -> None:
 def _mark_success(
     generation_id: str, output_id: str, started_at: datetime | None, now: datetime
 ) -> bool:
+    note_changed(generation_id)
     done = db.session.execute(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "processing")
@@ -1012,6 +1073,7 @@ def fail(generation_id: str, code: str, message: str) -> bool:
     if generation is None:
         return False
     now = utcnow()
+    note_changed(generation_id)
     ended = (
         db.session.execute(
             update(Generation)
@@ -1040,6 +1102,7 @@ def fail(generation_id: str, code: str, message: str) -> bool:
 
 def requeue(generation_id: str) -> None:
     """processing → pending, for RQ's retry of a job that raised unexpectedly."""
+    note_changed(generation_id)
     db.session.execute(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "processing")
@@ -1053,6 +1116,7 @@ def requeue(generation_id: str) -> None:
 def cancel(project_id: str, generation_id: str) -> Generation:
     """pending → cancelled and refunded; anything else is 409 INVALID_STATE."""
     generation = get_generation(project_id, generation_id)
+    note_changed(generation.id)
     cancelled = db.session.execute(
         update(Generation)
         .where(Generation.id == generation.id, Generation.status == "pending")

@@ -231,6 +231,9 @@ def _remove(images: list[Image]) -> None:
     db.session.execute(delete(Image).where(Image.id.in_(ids)))
     # Bulk statements: the flush does not see them.
     epochs.note_change(db.session, live.LIVE_EPOCH, {image.project_id for image in images})
+    from app.services.generations import note_changed
+
+    note_changed(*(image.generation_id for image in images))
 
 
 def purge_expired(now: datetime | None = None) -> int:

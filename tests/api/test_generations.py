@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import CreditTransaction, Generation, User, utcnow
-from app.services import credits
+from app.services import credits, generations
 from tests import factories
 from tests.fakes.gemini import FakeGemini
 
@@ -282,6 +282,7 @@ def test_idempotency_key_expires_after_24_hours(api, user):
 
     first = api.post(URL, json={"prompt": "old"}, headers={"Idempotency-Key": "k"})
     old_id = first.get_json()["data"]["id"]
+    generations.note_changed(old_id)
     db.session.execute(
         db.update(Generation)
         .where(Generation.id == old_id)

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 import redis
-from sqlalchemy import delete
+from sqlalchemy import create_engine, delete
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
@@ -134,8 +134,10 @@ def test_a_deletion_committed_by_another_process_is_seen(client, project, user, 
     db.session.commit()
     # Another process deletes the entry (its commit replaces the epoch, not this process's
     # memory).
-    db.session.execute(delete(LiveCacheEntry))
-    db.session.commit()
+    other_process = create_engine(db.engine.url)
+    with other_process.begin() as conn:
+        conn.execute(delete(LiveCacheEntry))
+    other_process.dispose()
     shared.set(live.LIVE_EPOCH.key_for(project.id), "replaced by the other process")
 
     assert client.get(public_url(project)).status_code == 429

@@ -13,7 +13,7 @@ from app import queue
 from app.errors import InsufficientCredits, NotFound
 from app.extensions import db
 from app.models import CreditTransaction, Flow, Generation, Image, Project, User, utcnow
-from app.services import credits, flows, generations
+from app.services import credits, flows, generations, images
 from tests import factories
 
 
@@ -42,6 +42,7 @@ def _refunds(generation_id: str) -> int:
 
 
 def _set(generation_id: str, **values) -> None:
+    generations.note_changed(generation_id)  # as every bulk statement on generations must
     db.session.execute(db.update(Generation).where(Generation.id == generation_id).values(values))
     db.session.commit()
 
@@ -121,8 +122,7 @@ def test_reference_deleted_before_the_run_fails_and_refunds(project, user):
     generations.run(base.id)
     output_id = _reload(base.id).output_image_id
     generation = _create(project, user, referenceImages=[output_id])
-    db.session.execute(db.delete(Image).where(Image.id == output_id))
-    db.session.commit()
+    images.delete_image(db.session.get(Image, output_id), hard=True)
     generations.run(generation.id)
     failed = _reload(generation.id)
     assert (failed.status, failed.error_code) == ("failed", "IMAGE_NOT_FOUND")
