@@ -194,8 +194,9 @@ def _watch_bulk(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete) or state.bind_mapper is None:
         return
     model = state.bind_mapper.class_
-    values = getattr(state.statement, "_values", None) or {}
-    changed = None if state.is_delete else {getattr(column, "key", column) for column in values}
+    values = getattr(state.statement, "_values", None)
+    # None: any column (a DELETE, or an UPDATE whose values come with its parameters)
+    changed = {getattr(column, "key", column) for column in values} if values else None
     for epoch in _epochs:
         names = epoch.watched.get(model)
         if names is not None and (changed is None or changed.intersection(names)):

@@ -147,20 +147,15 @@ def delete_flow(flow: Flow) -> None:
     db.session.execute(select(Flow.id).where(Flow.id == flow.id).with_for_update())
     from app.services.generations import note_changed
 
-    moved = db.session.execute(
-        update(Generation)
-        .where(Generation.flow_id == flow.id)
-        .values(flow_id=None)
-        .returning(Generation.id)
-    ).scalars()
-    note_changed(*moved)
-    moved = db.session.execute(
-        update(Image)
-        .where(Image.flow_id == flow.id)
-        .values(flow_id=None)
-        .returning(Image.generation_id)
-    ).scalars()
-    note_changed(*moved)
+    # Bulk statements: each names the generations whose poll must be read again.
+    for model, generation_id in ((Generation, Generation.id), (Image, Image.generation_id)):
+        moved = db.session.execute(
+            update(model)
+            .where(model.flow_id == flow.id)
+            .values(flow_id=None)
+            .returning(generation_id)
+        ).scalars()
+        note_changed(*moved)
     db.session.execute(delete(FlowAlias).where(FlowAlias.flow_id == flow.id))
     db.session.delete(flow)
     db.session.commit()

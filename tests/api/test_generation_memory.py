@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, update
 
 from app import epochs
 from app.extensions import db
-from app.models import Generation, Image
+from app.models import Generation, Image, User
 from app.services import flows, generations, images
 from tests import factories, servers
 
@@ -213,3 +213,27 @@ def test_a_worker_that_remembers_a_generation_sees_another_process_delete_it(
     assert before == [200] * 3  # one worker: the second and third from its memory
     assert after == [404] * 2
     assert held_reply.startswith(b"HTTP/1.1 404")
+
+
+def test_a_bulk_statement_that_names_no_generation_is_flagged(app, project, user, shared):
+    gen = factories.make_generation(project, user)
+    db.session.execute(update(Generation).where(Generation.id == gen.id).values(meta={"n": 2}))
+    with pytest.warns(epochs.UnnotedChange, match="generation-epoch"):
+        db.session.commit()
+
+    generations.note_changed(gen.id)
+    db.session.execute(update(Generation).where(Generation.id == gen.id).values(meta={"n": 3}))
+    db.session.commit()  # named: no warning (the suite turns warnings into errors)
+
+
+def test_a_bulk_statement_on_the_auth_epoch_replaces_it_unasked(app, user, shared):
+    from app.services import api_keys
+
+    db.session.execute(update(User).where(User.id == user.id).values(credits_monthly=7))
+    db.session.commit()  # no watched column: nothing to replace
+    before = api_keys.AUTH_EPOCH.read(shared)
+
+    db.session.execute(update(User).where(User.id == user.id).values(disabled=True))
+    db.session.commit()
+
+    assert api_keys.AUTH_EPOCH.read(shared) != before
