@@ -149,13 +149,18 @@ def test_a_change_to_one_generation_leaves_the_others_remembered(api, app, proje
     assert _poll(api, done.id)["meta"] == {"n": 1}  # still remembered: its epoch did not move
 
 
-def test_a_generation_of_another_project_stays_404(api, user, project):
-    other_project = factories.first_project(factories.make_user("other@example.com"))
-    theirs = factories.make_generation(other_project, other_project.owner)
-    factories.make_generation(project, user)
+def test_a_generation_remembered_for_its_project_stays_404_to_another(api, app, user, project):
+    owner = factories.make_user("other@example.com")
+    other_project = factories.first_project(owner)
+    theirs = factories.make_generation(other_project, owner)
+    their_api = factories.ApiClient(
+        app.test_client(), factories.make_key(owner, other_project).plaintext
+    )
+    assert _poll(their_api, theirs.id)["id"] == theirs.id  # remembered in this process
 
     for _ in range(2):
         assert _status(api, theirs.id) == 404
+    assert _status(their_api, theirs.id) == 200
 
 
 def test_redis_losing_its_data_does_not_revive_what_another_process_changed(
