@@ -620,7 +620,9 @@ _WITH_OUTPUT = database.DirectRead(
 # (`ratelimit.read_epoch_with_count`), so a poll of a remembered generation costs no
 # database statement. One epoch per generation, so that a busy generation leaves every other
 # remembered; Redis drops an epoch unused for an hour (a lost epoch matches no stamp).
-_reads = epochs.Memory(remember_for=60.0, at_most=10_000)
+# At most 2,000 generations per process: ~3.5 KB each (a long prompt and 16 KB of meta make
+# one ~25 KB), so a few MB of what is being polled, not the history.
+_reads = epochs.Memory(remember_for=60.0, at_most=2_000)
 READS_EPOCH = epochs.register(
     epochs.Epoch(
         "pictor:generation-epoch",
