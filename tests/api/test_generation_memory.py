@@ -88,6 +88,35 @@ def test_a_run_to_success_shows_its_output(api, project, user):
     assert seen["outputImage"]["id"] == seen["outputImageId"]
 
 
+def test_the_success_commit_itself_is_seen(api, project, user, monkeypatch):
+    gen = factories.make_generation(project, user, run=False)
+    # First poll outside the run: it records the key's use (a write, which SQLite could not
+    # take while the run below holds its transaction open).
+    assert _poll(api, gen.id)["status"] == "pending"
+    seen = []
+    succeed = generations._mark_success
+
+    def poll_just_before(*args, **kwargs):
+        seen.append(_poll(api, gen.id)["stage"])  # remembered as it stands before success
+        return succeed(*args, **kwargs)
+
+    monkeypatch.setattr(generations, "_mark_success", poll_just_before)
+    generations.run(gen.id)
+
+    assert seen == ["storing"]
+    assert _poll(api, gen.id)["status"] == "success"
+
+
+def test_a_retry_back_to_the_queue_is_seen(api, project, user):
+    gen = factories.make_generation(project, user, run=False)
+    generations._start(gen.id, auto_enhance=False)
+    assert _poll(api, gen.id)["status"] == "processing"
+
+    generations.requeue(gen.id)
+
+    assert (_poll(api, gen.id)["status"], _poll(api, gen.id)["stage"]) == ("pending", "queued")
+
+
 def test_a_cancel_is_seen(api, project, user):
     gen = factories.make_generation(project, user, run=False)
     assert _poll(api, gen.id)["status"] == "pending"

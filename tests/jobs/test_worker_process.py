@@ -157,6 +157,10 @@ def test_worker_process_runs_queued_generations_to_success(api, user, workers):
         for i, ratio in enumerate(("1:1", "16:9", "9:16"))
     ]
     assert [_status(i) for i in ids] == ["pending"] * 3
+    # Polled (and so remembered by this process) before the worker runs them: the work-horse's
+    # commits must replace each generation's epoch for the next poll to see them.
+    polled = [api.get(f"/api/v1/generations/{i}").get_json()["data"]["status"] for i in ids]
+    assert polled == ["pending"] * 3
     workers.burst()
     for generation_id in ids:
         data = api.get(f"/api/v1/generations/{generation_id}").get_json()["data"]
