@@ -119,15 +119,23 @@ def register_error_handlers(app: Flask) -> None:
         return error_page(500, "Something went wrong", "We have been notified; try again.")
 
 
+_UNAVAILABLE_SIGNS = (
+    "connection",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "starting up",
+    "database is locked",  # SQLite: another writer held it past the busy timeout
+)
+
+
 def _is_disconnect(exc: DBAPIError) -> bool:
-    """True for the driver's "cannot connect / connection lost" errors (OperationalError)."""
+    """True for the driver's "cannot connect / connection lost / busy" errors
+    (OperationalError): the database is there again in a moment."""
     if not isinstance(exc, OperationalError | InterfaceError):
         return False
     text = str(exc.orig).lower()
-    return any(
-        sign in text
-        for sign in ("connection", "server closed", "terminating", "shutting down", "starting up")
-    )
+    return any(sign in text for sign in _UNAVAILABLE_SIGNS)
 
 
 def _unavailable() -> Response:
