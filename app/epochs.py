@@ -122,21 +122,30 @@ class Epoch:
 
 class Memory:
     """Database reads a process keeps, each under a scope of an epoch and stamped with the
-    epoch it read before the rows: `recall` gives one back only while the epoch it is asked
-    with is still that stamp, and never after `remember_for` seconds. At most `at_most`
-    scopes are kept (all are dropped when full: they are read again)."""
+    epoch it read before the rows. `recall` gives one back only while the epoch it is asked
+    with is still that stamp; `peek` gives it with its stamp, for a caller that checks the
+    stamp elsewhere (in a Redis script, say). Nothing is given back after `remember_for`
+    seconds, and at most `at_most` reads are kept (all are dropped when full: they are read
+    again)."""
 
     def __init__(self, remember_for: float, at_most: int) -> None:
         self.remember_for = remember_for
         self.at_most = at_most
-        self._scopes: dict[str | None, dict[Hashable, tuple[Any, str, float]]] = {}
+        self._found: dict[tuple[str | None, Hashable], tuple[Any, str, float]] = {}
+        self._keys: dict[str | None, set[Hashable]] = {}  # scope → its keys, to forget it
+
+    def peek(self, scope: str | None, key: Hashable) -> tuple[Any, str] | None:
+        found = self._found.get((scope, key))
+        if found is None or time.monotonic() >= found[2]:
+            return None
+        return found[0], found[1]
 
     def recall(self, scope: str | None, key: Hashable, epoch: str) -> Any | None:
-        found = self._scopes.get(scope, {}).get(key)
+        found = self.peek(scope, key)
         if found is None:
             return None
-        value, stamp, until = found
-        if hmac.compare_digest(stamp, epoch) and time.monotonic() < until:
+        value, stamp = found
+        if hmac.compare_digest(stamp, epoch):
             return value
         self.forget(scope)
         return None
@@ -144,20 +153,19 @@ class Memory:
     def remember(self, scope: str | None, key: Hashable, value: Any, stamp: str) -> None:
         if not stamp:  # an empty stamp would match a lost epoch
             return
-        if scope not in self._scopes and len(self._scopes) >= self.at_most:
-            self._scopes.clear()
-        self._scopes.setdefault(scope, {})[key] = (
-            value,
-            stamp,
-            time.monotonic() + self.remember_for,
-        )
+        if (scope, key) not in self._found and len(self._found) >= self.at_most:
+            self.forget(None)
+        self._found[(scope, key)] = (value, stamp, time.monotonic() + self.remember_for)
+        self._keys.setdefault(scope, set()).add(key)
 
     def forget(self, scope: str | None) -> None:
         """Drop the reads of `scope` (of every scope: None)."""
         if scope is None:
-            self._scopes.clear()
-        else:
-            self._scopes.pop(scope, None)
+            self._found.clear()
+            self._keys.clear()
+            return
+        for key in self._keys.pop(scope, ()):
+            self._found.pop((scope, key), None)
 
 
 _epochs: list[Epoch] = []

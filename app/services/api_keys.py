@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -123,11 +122,11 @@ class Grant:
 @dataclass
 class _Remembered:
     grant: Grant  # stamped
-    until: float  # time.monotonic() after which the database is read again
     touched: datetime  # when this process last recorded a use (or read one)
 
 
-_remembered: dict[str, _Remembered] = {}
+# key digest → _Remembered, in the one scope (None) of the auth epoch
+_remembered = epochs.Memory(REMEMBER_FOR, REMEMBER_AT_MOST)
 
 AUTH_EPOCH = epochs.register(
     epochs.Epoch(
@@ -137,7 +136,7 @@ AUTH_EPOCH = epochs.register(
             User: ("disabled",),
             Project: ("owner_id",),
         },
-        forget=lambda _scope: _remembered.clear(),
+        forget=_remembered.forget,
         remember_for=REMEMBER_FOR,
         what="API keys",
     )
@@ -157,8 +156,9 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     digest = hash_key(plaintext)
     now = utcnow()
     if shared is not None:
-        found = _remembered.get(digest)
-        if found is not None and time.monotonic() < found.until:
+        peeked = _remembered.peek(None, digest)  # its stamp is checked by require_principal
+        if peeked is not None:
+            found: _Remembered = peeked[0]
             if found.grant.expires_at is not None and found.grant.expires_at <= now:
                 raise Unauthorized("This API key has expired")
             if now - found.touched > TOUCH_EVERY:
@@ -183,10 +183,7 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
         touched = now
     grant = Grant(row.id, row.project_id, row.owner_id, row.expires_at)
     if stamp is not None:
-        if len(_remembered) >= REMEMBER_AT_MOST:
-            _remembered.clear()
-        remembered = replace(grant, stamp=stamp)
-        _remembered[digest] = _Remembered(remembered, time.monotonic() + REMEMBER_FOR, touched)
+        _remembered.remember(None, digest, _Remembered(replace(grant, stamp=stamp), touched), stamp)
     return grant
 
 

@@ -349,28 +349,17 @@ DIRTY_KEY = "pictor:live-hits:dirty"  # ids of entries with hits not yet flushed
 HITS_TTL = 7 * 24 * 3600  # an unused counter is dropped; the database has its flushed hits
 REMEMBER_FOR = 60.0  # seconds a process trusts a remembered entry, whatever the epoch says
 REMEMBER_AT_MOST = 10_000  # entries per process
-
-
-@dataclass(frozen=True)
-class _Remembered:
-    entry_id: str
-    image: tuple[str, str, str, str]  # SERVED_COLUMNS
-    stamp: str
-    until: float  # time.monotonic()
-
-
-_remembered: dict[tuple[str, str], _Remembered] = {}
+# (project id, cache key) → (entry id, the image's SERVED_COLUMNS), under the project's scope
+_remembered = epochs.Memory(REMEMBER_FOR, REMEMBER_AT_MOST)
 
 
 def _forget(project_id: str | None) -> None:
     """Drop what this process remembers of a project's live URLs (of every project: None)."""
+    _remembered.forget(project_id)
     if project_id is None:
-        _remembered.clear()
         _settings.clear()
-        return
-    for remembered in [found for found in _remembered if found[0] == project_id]:
-        del _remembered[remembered]
-    _settings.pop(project_id, None)
+    else:
+        _settings.pop(project_id, None)
 
 
 LIVE_EPOCH = epochs.register(
@@ -437,15 +426,16 @@ _ADD_HITS = (
 
 def _hit_in_redis(shared: Redis, project_id: str, key: str) -> Served | None:
     now = str(time.time())
-    found = _remembered.get((project_id, key))
-    if found is not None and time.monotonic() < found.until:
+    found = _remembered.peek(project_id, key)
+    if found is not None:  # its stamp is checked by the script
+        (remembered_id, image), stamp = found
         hits = _COUNT(
             shared,
-            keys=[LIVE_EPOCH.key_for(project_id), HITS_KEY + found.entry_id, DIRTY_KEY],
-            args=[found.stamp, found.entry_id, "", now, HITS_TTL],
+            keys=[LIVE_EPOCH.key_for(project_id), HITS_KEY + remembered_id, DIRTY_KEY],
+            args=[stamp, remembered_id, "", now, HITS_TTL],
         )
         if hits is not None:
-            return Served(*found.image, "HIT", int(hits), None)
+            return Served(*image, "HIT", int(hits), None)
         LIVE_EPOCH.forget(project_id)  # the project's epoch moved on: its entries may be gone
     # The epoch before the row: a deletion committed after this read replaces the epoch after
     # it, so the stamp can only be current if the row read is.
@@ -459,12 +449,7 @@ def _hit_in_redis(shared: Redis, project_id: str, key: str) -> Served | None:
         keys=[LIVE_EPOCH.key_for(project_id), HITS_KEY + entry_id, DIRTY_KEY],
         args=["", entry_id, stored_hits, now, HITS_TTL],
     )
-    if stamp:  # an empty stamp would skip the epoch check
-        if len(_remembered) >= REMEMBER_AT_MOST:
-            _remembered.clear()
-        _remembered[(project_id, key)] = _Remembered(
-            entry_id, tuple(image), stamp, time.monotonic() + REMEMBER_FOR
-        )
+    _remembered.remember(project_id, key, (entry_id, tuple(image)), stamp)
     return Served(*image, "HIT", int(hits), None)
 
 

@@ -210,6 +210,7 @@ def test_redis_losing_its_data_does_not_revive_what_another_process_changed(
 def test_memory_forgets_after_its_time_and_when_full():
     memory = epochs.Memory(remember_for=0.05, at_most=2)
     memory.remember("a", "k", "value", "stamp")
+    assert memory.peek("a", "k") == ("value", "stamp")  # for a caller that checks the stamp
     assert memory.recall("a", "k", "stamp") == "value"
     assert memory.recall("a", "k", "another stamp") is None
     assert memory.recall("a", "k", "stamp") is None  # a stale stamp forgets the scope
