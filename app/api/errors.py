@@ -95,7 +95,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def database_error(exc: DBAPIError) -> Response:
         # A lost or refused connection (the database restarting) is a 503 to retry, not a bug.
-        if not (exc.connection_invalidated or _is_disconnect(exc)):
+        if not (exc.connection_invalidated or _is_transient(exc)):
             return unexpected(exc)
         log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
         with suppress(Exception):
@@ -129,7 +129,7 @@ _UNAVAILABLE_SIGNS = (
 )
 
 
-def _is_disconnect(exc: DBAPIError) -> bool:
+def _is_transient(exc: DBAPIError) -> bool:
     """True for the driver's "cannot connect / connection lost / busy" errors
     (OperationalError): the database is there again in a moment."""
     if not isinstance(exc, OperationalError | InterfaceError):
