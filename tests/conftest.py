@@ -191,3 +191,11 @@ def redis_url() -> str:
 
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def shared(redis_url):
+    """A client of that Redis: what every process of an installation shares."""
+    import redis
+
+    return redis.Redis.from_url(redis_url)

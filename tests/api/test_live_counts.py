@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-import redis
 from sqlalchemy import create_engine, delete
 from sqlalchemy.exc import OperationalError
 
@@ -23,11 +22,6 @@ from tests.servers import free_port
 @pytest.fixture
 def app_config(redis_url):
     return {"RATELIMIT_STORAGE_URI": redis_url}
-
-
-@pytest.fixture
-def shared(redis_url):
-    return redis.Redis.from_url(redis_url)
 
 
 def _count(client, project) -> str:
