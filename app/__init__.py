@@ -75,6 +75,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_cli(app)
 
     from app import queue
+    from app.fastpath import FastPath
 
     queue.init_app(app)
+    app.wsgi_app = FastPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

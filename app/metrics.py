@@ -55,10 +55,11 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def _labels(status: int) -> tuple[str, str, str]:
+def count_request(endpoint: str | None, method: str, status: int, seconds: float) -> None:
     # The endpoint name, never the raw path: one series per route, whatever the ids in URLs.
-    method = request.method if request.method in METHODS else "OTHER"
-    return request.endpoint or "unmatched", method, str(status)
+    labels = (endpoint or "unmatched", method if method in METHODS else "OTHER", str(status))
+    HTTP_REQUESTS.labels(*labels).inc()
+    HTTP_LATENCY.labels(*labels).observe(seconds)
 
 
 def init_app(app: Flask) -> None:
@@ -67,12 +68,11 @@ def init_app(app: Flask) -> None:
         g.metrics_started = time.perf_counter()
 
     @app.after_request
-    def count_request(response: Response) -> Response:
+    def count_response(response: Response) -> Response:
         started = g.pop("metrics_started", None)
         if started is not None:
-            labels = _labels(response.status_code)
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            count_request(request.endpoint, request.method, response.status_code, elapsed)
         return response
 
 

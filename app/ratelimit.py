@@ -106,48 +106,79 @@ def epoch_read() -> str | None:
     return g.get("endpoint_epoch")
 
 
-def _count(item: RateLimitItem, budget: str, identity: str) -> tuple[bool, Window]:
-    """Count one request in the storage: whether it was within the limit, and the window.
-    On Redis, the auth epoch read with it is left in `g.auth_epoch`, and the endpoint's
-    epoch in `g.endpoint_epoch`."""
+@dataclass(frozen=True)
+class Counted:
+    """One request counted: for whom, whether it was within the limit, the window, and the
+    epochs read with the count ("" when Redis has none; None when none was read)."""
+
+    budget: str
+    identity: str
+    allowed: bool
+    window: Window
+    auth_epoch: str | None = None
+    endpoint_epoch: str | None = None
+
+
+# Where a request counted before Flask saw it (app.fastpath) leaves its count for `consume`.
+COUNTED_KEY = "pictor.counted"
+
+
+def count(budget: str, identity: str, epoch_key: str | None = None) -> Counted:
+    """Count one request of `identity` against `budget` in the storage. On Redis, the auth
+    epoch is read with it, and the epoch at `epoch_key` when given. RedisError when Redis is
+    unreachable."""
+    item = _item(budget)
     storage = limiter.storage
     if isinstance(storage, RedisStorage):
         key = storage.prefixed_key(item.key_for(budget, identity))
-        keys = [key, api_keys.EPOCH_KEY]
-        key_for = _EPOCH_FOR.get(request.endpoint or "")
-        wanted = key_for(request.view_args or {}) if key_for is not None else None
-        if wanted is not None:
-            keys.append(wanted)
-        count, ttl, found = _COUNT(storage.get_connection(), keys=keys, args=[item.get_expiry()])
-        g.auth_epoch = epochs.value_of(found[0])
-        if wanted is not None:
-            g.endpoint_epoch = epochs.value_of(found[1])
-        window = Window(item.amount, max(0, item.amount - int(count)), max(0, int(ttl)))
-        return int(count) <= item.amount, window
+        keys = [key, api_keys.EPOCH_KEY] + ([epoch_key] if epoch_key is not None else [])
+        hits, ttl, found = _COUNT(storage.get_connection(), keys=keys, args=[item.get_expiry()])
+        window = Window(item.amount, max(0, item.amount - int(hits)), max(0, int(ttl)))
+        return Counted(
+            budget,
+            identity,
+            int(hits) <= item.amount,
+            window,
+            epochs.value_of(found[0]),
+            epochs.value_of(found[1]) if epoch_key is not None else None,
+        )
     allowed = limiter.limiter.hit(item, budget, identity)  # memory:// (one process, tests)
     stats = limiter.limiter.get_window_stats(item, budget, identity)
     reset_in = max(0, math.ceil(stats.reset_time - time.time()))
-    return allowed, Window(item.amount, stats.remaining, reset_in)
+    return Counted(budget, identity, allowed, Window(item.amount, stats.remaining, reset_in))
 
 
 def consume(budget: str, identity: str) -> Window:
-    """Count one request of `identity` against `budget`; RateLimited (429) when it is spent.
+    """Count one request of `identity` against `budget` (unless it was counted before Flask
+    saw it); RateLimited (429) when it is spent.
 
-    The window is remembered for the response headers of the current request.
+    The window is remembered for the response headers of the current request, the auth
+    epoch read with it in `g.auth_epoch`, and the endpoint's epoch in `g.endpoint_epoch`.
     """
-    item = _item(budget)
-    try:
-        allowed, window = _count(item, budget, identity)
-    except RedisError as exc:
-        raise ServiceUnavailable("Rate limit storage is unavailable") from exc
-    g.rate_window = window
-    if not allowed:
+    counted = request.environ.pop(COUNTED_KEY, None)
+    if counted is None or (counted.budget, counted.identity) != (budget, identity):
+        key_for = _EPOCH_FOR.get(request.endpoint or "")
+        try:
+            counted = count(budget, identity, key_for(request.view_args or {}) if key_for else None)
+        except RedisError as exc:
+            raise ServiceUnavailable("Rate limit storage is unavailable") from exc
+    g.rate_window = counted.window
+    if counted.auth_epoch is not None:
+        g.auth_epoch = counted.auth_epoch
+    if counted.endpoint_epoch is not None:
+        g.endpoint_epoch = counted.endpoint_epoch
+    if not counted.allowed:
+        item = _item(budget)
         raise RateLimited(
             f"Rate limit of {item.amount} per {item.multiples} {item.GRANULARITY.name} exceeded",
             details={"limit": item.amount, "budget": budget},
-            headers={"Retry-After": str(max(1, window.reset_in))},
+            headers={"Retry-After": str(max(1, counted.window.reset_in))},
         )
-    return window
+    return counted.window
+
+
+def key_identity(key_id: str) -> str:
+    return f"key:{key_id}"
 
 
 def caller_identity() -> str:
@@ -159,7 +190,7 @@ def caller_identity() -> str:
     except Unauthorized:
         return f"ip:{request.remote_addr or 'unknown'}"
     if found.api_key_id is not None:
-        return f"key:{found.api_key_id}"
+        return key_identity(found.api_key_id)
     return f"user:{found.user_id}"
 
 

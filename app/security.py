@@ -27,6 +27,21 @@ def uses_api_key() -> bool:
     return bool(request.headers.get("X-API-Key") or auth.lower().startswith("bearer "))
 
 
+def response_headers(production: bool) -> list[tuple[str, str]]:
+    """The headers every response carries unless it sets its own."""
+    headers = [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    if production:
+        headers.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    return headers
+
+
 def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
@@ -59,17 +74,13 @@ def init_app(app: Flask) -> None:
             return  # no session to ride on: the API answers 401 instead
         csrf.protect()
 
+    defaults = response_headers(app.config["PRODUCTION"])
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if app.config["PRODUCTION"]:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        for name, value in defaults:
+            headers.setdefault(name, value)
         if _signed_in():
             headers.setdefault("Cache-Control", "private, no-store")
         return response

@@ -62,12 +62,11 @@ def _load(model: type, row_id: str):  # noqa: ANN202
     return found
 
 
-def _key_from_headers() -> str | None:
-    key = request.headers.get("X-API-Key")
-    if key:
-        return key.strip()
-    auth = request.headers.get("Authorization", "")
-    scheme, _, value = auth.partition(" ")
+def key_from_headers(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The API key a request carries: `X-API-Key`, else `Authorization: Bearer`."""
+    if x_api_key:
+        return x_api_key.strip()
+    scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
@@ -85,7 +84,9 @@ def _session_project(user: User) -> Project:
 
 
 def authenticate_request() -> Principal:
-    plaintext = _key_from_headers()
+    plaintext = key_from_headers(
+        request.headers.get("X-API-Key"), request.headers.get("Authorization")
+    )
     if plaintext is not None:
         return Principal.of_key(api_keys.authenticate(plaintext, ratelimit.shared_redis()))
     if current_user.is_authenticated:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, request, stream_with_context, url_for
 
@@ -16,6 +16,9 @@ from app.database import read_only
 from app.errors import Invalid
 from app.models import Generation
 from app.services import generations
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 MAX_WAIT_SECONDS = 60
 
@@ -97,13 +100,30 @@ def list_generations():
 @bp.get("/generations/<generation_id>")
 @read_only
 def get_generation(generation_id: str):
-    generation, output = generations.read_with_output(
+    found = generations.read(
         principal().project_id,
         generation_id,
         include_deleted=bool_arg("includeDeleted"),
         epoch=ratelimit.epoch_read(),
     )
-    return one(serializers.generation(generation, output))
+    return Response(generation_body(found, request.environ), mimetype="application/json")
+
+
+# URL bases a remembered read keeps a body for: a client that varies the Host header grows
+# no memory past this.
+BODIES_PER_READ = 4
+
+
+def generation_body(found: generations.Read, environ: WSGIEnvironment) -> bytes:
+    """The response body of a generation, made once per URL base while its read is remembered
+    (app.fastpath answers a poll with it without a Flask request)."""
+    rendering = serializers.rendering_of(environ)
+    body = found.rendered.get(rendering)
+    if body is None:
+        body = one(serializers.generation(found.generation, found.output)).get_data()
+        if len(found.rendered) < BODIES_PER_READ:
+            found.rendered[rendering] = body
+    return body
 
 
 # A poll reads the generation's epoch in its rate-limit count (services/generations.py).

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_request_context, request, url_for
+from werkzeug.wsgi import get_host
 
 from app.models import (
     ApiKey,
@@ -19,6 +20,9 @@ from app.models import (
 )
 from app.models.image import extension_for
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
 _HOST_URL_KEY = "pictor.host_url"
 
 
@@ -27,12 +31,10 @@ def external_url(endpoint: str, **values: Any) -> str:
 
     Outside a request (a worker building a webhook body) without PUBLIC_BASE_URL, the path.
     """
-    base = current_app.config.get("PUBLIC_BASE_URL")
     if has_request_context():
-        path = url_for(endpoint, **values)
-        return (base or _host_url()) + path
+        return url_base(request.environ) + url_for(endpoint, **values)
     path = current_app.url_map.bind("localhost").build(endpoint, values)
-    return (base or "") + path
+    return (current_app.config.get("PUBLIC_BASE_URL") or "") + path
 
 
 # An image's two URLs differ from image to image only by the id: their paths are built once
@@ -50,19 +52,30 @@ def image_url(endpoint: str, image_id: str, **values: str) -> str:
     path = _image_paths.get(key)
     if path is None:
         path = _image_paths[key] = url_for(endpoint, image_id=_ID_STAND_IN, **values)
-    base = current_app.config.get("PUBLIC_BASE_URL") or _host_url()
-    return base + path.replace(_ID_STAND_IN, image_id)
+    return url_base(request.environ) + path.replace(_ID_STAND_IN, image_id)
 
 
-def _host_url() -> str:
-    """The request's scheme and host, worked out once per request (a page of images asks for
-    it twice per image, and Werkzeug rebuilds it every time)."""
-    host = request.environ.get(_HOST_URL_KEY)
+def url_base(environ: WSGIEnvironment) -> str:
+    """What the absolute URLs of a response to this request start with (before the script
+    root): PUBLIC_BASE_URL when set, else the request's scheme and host, worked out once per
+    request (a page of images asks for it twice per image, and Werkzeug rebuilds it every
+    time). SecurityError for a host outside TRUSTED_HOSTS, as `request.host`."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return base
+    host = environ.get(_HOST_URL_KEY)
     if host is None:
         # What `request.host_url` gives, less its IRI decoding (a third of the cost): the
         # host as the client sent it (IDNA), which is what a URL holds anyway.
-        host = request.environ[_HOST_URL_KEY] = f"{request.scheme}://{request.host}"
+        name = get_host(environ, current_app.config.get("TRUSTED_HOSTS"))
+        host = environ[_HOST_URL_KEY] = f"{environ['wsgi.url_scheme']}://{name}"
     return host
+
+
+def rendering_of(environ: WSGIEnvironment) -> tuple[str, str]:
+    """What a response body with absolute URLs depends on in the request: the URL base and
+    the script root."""
+    return url_base(environ), environ.get("SCRIPT_NAME", "").rstrip("/")
 
 
 def image(img: Image) -> dict[str, Any]:

@@ -156,15 +156,9 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     digest = hash_key(plaintext)
     now = utcnow()
     if shared is not None:
-        peeked = _remembered.peek(None, digest)  # its stamp is checked by require_principal
-        if peeked is not None:
-            found: _Remembered = peeked[0]
-            if found.grant.expires_at is not None and found.grant.expires_at <= now:
-                raise Unauthorized("This API key has expired")
-            if now - found.touched > TOUCH_EVERY:
-                _touch(found.grant.key_id, now)
-                found.touched = now
-            return found.grant
+        remembered = _recall(digest, now)  # its stamp is checked by the caller
+        if remembered is not None:
+            return remembered
     # Read the epoch before the key: a change committed after this read replaces the epoch
     # after it, so the stamp below can only be current if the row read is.
     stamp = AUTH_EPOCH.read(shared) if shared is not None else None
@@ -185,6 +179,27 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     if stamp is not None:
         _remembered.remember(None, digest, _Remembered(replace(grant, stamp=stamp), touched), stamp)
     return grant
+
+
+def recall(plaintext: str) -> Grant | None:
+    """The stamped grant this process remembers for a key, unconfirmed (the caller checks its
+    stamp against the auth epoch); None when it remembers none. Unauthorized once expired."""
+    if not plaintext.startswith(PREFIX) or len(plaintext) > 200:
+        return None
+    return _recall(hash_key(plaintext), utcnow())
+
+
+def _recall(digest: str, now: datetime) -> Grant | None:
+    peeked = _remembered.peek(None, digest)
+    if peeked is None:
+        return None
+    found: _Remembered = peeked[0]
+    if found.grant.expires_at is not None and found.grant.expires_at <= now:
+        raise Unauthorized("This API key has expired")
+    if now - found.touched > TOUCH_EVERY:
+        _touch(found.grant.key_id, now)
+        found.touched = now
+    return found.grant
 
 
 def _touch(key_id: str, now: datetime) -> None:

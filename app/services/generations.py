@@ -20,7 +20,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -620,8 +620,9 @@ _WITH_OUTPUT = database.DirectRead(
 # (`ratelimit.read_epoch_with_count`), so a poll of a remembered generation costs no
 # database statement. One epoch per generation, so that a busy generation leaves every other
 # remembered; Redis drops an epoch unused for an hour (a lost epoch matches no stamp).
-# At most 2,000 generations per process: ~3.5 KB each (a long prompt and 16 KB of meta make
-# one ~25 KB), so a few MB of what is being polled, not the history.
+# At most 2,000 generations per process: ~3.5 KB each, and the API's response body (~1.2 KB;
+# one per URL base, a few at most); a long prompt and 16 KB of meta make one ~45 KB in all,
+# so a few MB of what is being polled, not the history.
 _reads = epochs.Memory(remember_for=60.0, at_most=2_000)
 READS_EPOCH = epochs.register(
     epochs.Epoch(
@@ -650,24 +651,34 @@ def note_changed(*generation_ids: str | None) -> None:
     epochs.note_change(db.session, READS_EPOCH, {gid for gid in generation_ids if gid})
 
 
-def read_with_output(
+@dataclass
+class Read:
+    """A generation and its output image as read-only records (the models' attribute names,
+    nothing loaded into the session), and what callers made of them while they are remembered
+    (`rendered`: the API keeps its response body per URL base here)."""
+
+    generation: SimpleNamespace
+    output: SimpleNamespace | None
+    rendered: dict[Hashable, bytes] = field(default_factory=dict)
+
+
+def read(
     project_id: str,
     generation_id: object,
     *,
     include_deleted: bool = False,
     epoch: str | None = None,
-) -> tuple[SimpleNamespace, SimpleNamespace | None]:
-    """The project's generation and its output image as read-only records (the models'
-    attribute names, nothing loaded into the session), in one statement read through the
+) -> Read:
+    """The project's generation and its output image, in one statement read through the
     driver (`database.DirectRead`); 404 as get_generation.
 
     With `epoch`, the generation's epoch as the request read it ("" when Redis has none),
-    the records are remembered, and given back without a statement while the epoch stays
-    the one read before them."""
-    if not (isinstance(generation_id, str) and is_uuid(generation_id)):
-        raise not_found("Generation")
-    found = _reads.recall(generation_id, project_id, epoch) if epoch else None
+    the read is remembered, and given back without a statement while the epoch stays the
+    one read before it."""
+    found = recall(project_id, generation_id, epoch, include_deleted=True)
     if found is None:
+        if not (isinstance(generation_id, str) and is_uuid(generation_id)):
+            raise not_found("Generation")
         stamp = epoch
         if epoch == "":  # first read since Redis lost it: the epoch before the rows
             from app import ratelimit
@@ -678,15 +689,26 @@ def read_with_output(
         if found is None:  # not remembered: a generation is inserted without a new epoch
             raise not_found("Generation")
         _reads.remember(generation_id, project_id, found, stamp or "")
-    generation, output = found
-    if generation.deleted_at is not None and not include_deleted:
+    if found.generation.deleted_at is not None and not include_deleted:
         raise not_found("Generation")
-    return generation, output
+    return found
 
 
-def _read_records(
-    project_id: str, generation_id: str
-) -> tuple[SimpleNamespace, SimpleNamespace | None] | None:
+def recall(
+    project_id: str, generation_id: object, epoch: str | None, *, include_deleted: bool = False
+) -> Read | None:
+    """The read of the project's generation this process remembers while `epoch` is the
+    generation's epoch, without a statement; None when there is none (or it is deleted and
+    `include_deleted` is not set): `read` then says why."""
+    if not epoch or not isinstance(generation_id, str):
+        return None
+    found = _reads.recall(generation_id, project_id, epoch)
+    if found is None or (found.generation.deleted_at is not None and not include_deleted):
+        return None
+    return found
+
+
+def _read_records(project_id: str, generation_id: str) -> Read | None:
     row = _WITH_OUTPUT.first(db.engine, {"generation_id": generation_id, "project_id": project_id})
     if row is None:
         return None
@@ -695,7 +717,7 @@ def _read_records(
     output = None
     if row[split] is not None:
         output = SimpleNamespace(**dict(zip(_IMAGE_FIELDS, row[split:], strict=True)))
-    return generation, output
+    return Read(generation, output)
 
 
 def list_generations(

@@ -286,9 +286,9 @@ def serve(
     (the caller's rate limit); nothing is queued or charged when it raises.
     """
     key = cache_key(prompt, aspect_ratio)
-    hit = _hit(project_id, key)
-    if hit is not None:
-        return hit
+    cached = hit(project_id, key)
+    if cached is not None:
+        return cached
     found = payer()
     project, user, api_key = found.project, found.user, found.api_key
     deadline = time.monotonic() + current_app.config["LIVE_WAIT_SECONDS"]
@@ -306,7 +306,7 @@ _ALIVE_ENTRY = (
 )
 
 
-def _hit(project_id: str, key: str) -> Served | None:
+def hit(project_id: str, key: str) -> Served | None:
     """Count a hit and answer the cached image (never a deleted one), or None on a miss.
 
     With a shared Redis (the production shape) hits are counted there: see `_hit_in_redis`.
@@ -578,9 +578,9 @@ def _generation_for(
         token = secrets.token_hex(16)
         if redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
             try:
-                hit = _hit(project.id, key)
-                if hit is not None:
-                    return hit
+                cached = hit(project.id, key)
+                if cached is not None:
+                    return cached
                 return _reusable(project.id, key) or _start(
                     project, user, key, prompt, aspect_ratio, api_key, admit
                 )
@@ -590,9 +590,9 @@ def _generation_for(
             raise Timeout("Timed out waiting for the live image")
         db.session.rollback()  # end the read transaction: the next look sees new rows
         time.sleep(POLL_SECONDS)
-        hit = _hit(project.id, key)
-        if hit is not None:
-            return hit
+        cached = hit(project.id, key)
+        if cached is not None:
+            return cached
 
 
 _RELEASE = """

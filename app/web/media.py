@@ -8,7 +8,9 @@ caching. A soft-deleted or unknown image — or the wrong extension — is a pla
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
@@ -16,6 +18,9 @@ from werkzeug.wsgi import wrap_file
 from app.extensions import db
 from app.models import Image, is_uuid
 from app.storage import get_storage
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 bp = Blueprint("media", __name__)
 
@@ -38,16 +43,22 @@ def stored_file(key: str, mime_type: str, size: int | None = None) -> Response:
     """A stored file as the response body, handed to the server as a file (gunicorn sends a
     local one with sendfile(2), without copying it through Python). FileNotFoundError when the
     file is missing."""
-    handle = get_storage().open(key)
-    response = Response(
-        wrap_file(request.environ, handle), mimetype=mime_type, direct_passthrough=True
-    )
-    if size is None:
-        with suppress(OSError, AttributeError):  # not a local file
-            size = os.fstat(handle.fileno()).st_size
+    body, size = open_stored(request.environ, key, size)
+    response = Response(body, mimetype=mime_type, direct_passthrough=True)
     if size is not None:
         response.content_length = size
     return response
+
+
+def open_stored(
+    environ: WSGIEnvironment, key: str, size: int | None = None
+) -> tuple[Iterable[bytes], int | None]:
+    """A stored file wrapped for the WSGI server, and its size when known."""
+    handle = get_storage().open(key)
+    if size is None:
+        with suppress(OSError, AttributeError):  # not a local file
+            size = os.fstat(handle.fileno()).st_size
+    return wrap_file(environ, handle), size
 
 
 def _send(key: str, mime_type: str, etag: str, size: int | None) -> Response:
