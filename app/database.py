@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import select
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD"})
-_autocommit_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_AUTOCOMMIT = "_pictor_autocommit"  # the attribute an engine keeps its autocommitting form in
 
 
 def read_only(view: F) -> F:
@@ -47,9 +46,13 @@ def _request_reads_only() -> bool:
 
 
 def _autocommit(engine: Engine) -> Engine:
-    found = _autocommit_engines.get(engine)
+    """The engine's autocommitting form, made once and kept on the engine: a cycle that is
+    freed with it. (Kept in a WeakKeyDictionary it never was: the value refers to its key, so
+    every engine a process made, pool and statement cache included, stayed alive.)"""
+    found = getattr(engine, _AUTOCOMMIT, None)
     if found is None:
-        found = _autocommit_engines[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        setattr(engine, _AUTOCOMMIT, found)
     return found
 
 

@@ -167,6 +167,7 @@ class QueueRuntime:
 
     def stop(self) -> None:
         """Stop the worker thread (waiting for its current job) and the embedded server."""
+        atexit.unregister(self.stop)  # which held this runtime, and its app, until exit
         with self._lock:
             self._stopped = True
             worker, self._worker = self._worker, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +51,10 @@ class SharedScript:
 
 def _connection(shared: Redis) -> AbstractConnection:
     pool = shared.connection_pool
-    mine: dict[int, tuple[Any, int, AbstractConnection]] = _local.__dict__.setdefault("mine", {})
-    found = mine.get(id(pool))
-    if found is None or found[0] is not pool or found[1] != os.getpid():
-        connection = pool.connection_class(**pool.connection_kwargs)
-        mine[id(pool)] = found = (pool, os.getpid(), connection)
-    return found[2]
+    # pool → (pid, connection); a pool no longer used is dropped with its connection
+    mine: weakref.WeakKeyDictionary[Any, tuple[int, AbstractConnection]]
+    mine = _local.__dict__.setdefault("mine", weakref.WeakKeyDictionary())
+    found = mine.get(pool)
+    if found is None or found[0] != os.getpid():
+        mine[pool] = found = (os.getpid(), pool.connection_class(**pool.connection_kwargs))
+    return found[1]
