@@ -25,8 +25,8 @@ from werkzeug.datastructures import EnvironHeaders, MultiDict
 from werkzeug.exceptions import SecurityError
 
 from app import metrics, observability, ratelimit, security
-from app.api import serializers
 from app.api.auth import key_from_headers
+from app.api.generations import kept_body
 from app.errors import DomainError
 from app.models import is_uuid
 from app.services import api_keys, generations, live
@@ -123,20 +123,18 @@ class FastPath:
             environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION")
         )
         grant = api_keys.recall(plaintext) if plaintext else None
-        if grant is None or grant.stamp is None:
+        if grant is None:
             return None
         counted = ratelimit.count(
             ratelimit.budget_for(GENERATION_ENDPOINT),
             ratelimit.key_identity(grant.key_id),
-            generations.read_epoch_key(generation_id),
+            ratelimit.epoch_key_for(GENERATION_ENDPOINT, {"generation_id": generation_id}),
         )
         environ[ratelimit.COUNTED_KEY] = counted  # for Flask, if it answers after all
-        if not counted.allowed or not api_keys.AUTH_EPOCH.is_current(
-            grant.stamp, counted.auth_epoch or ""
-        ):
+        if not counted.allowed or not api_keys.trusted(grant.stamp, counted.auth_epoch):
             return None
         found = generations.recall(grant.project_id, generation_id, counted.endpoint_epoch)
-        body = found.rendered.get(serializers.rendering_of(environ)) if found else None
+        body = kept_body(found, environ) if found else None
         if body is None:
             return None
         del environ[ratelimit.COUNTED_KEY]

@@ -100,6 +100,12 @@ def read_epoch_with_count(endpoint: str, key_for: Callable[[dict[str, Any]], str
     _EPOCH_FOR[endpoint] = key_for
 
 
+def epoch_key_for(endpoint: str | None, view_args: dict[str, Any]) -> str | None:
+    """The key of the epoch the requests of `endpoint` read with their count, if any."""
+    key_for = _EPOCH_FOR.get(endpoint or "")
+    return key_for(view_args) if key_for is not None else None
+
+
 def epoch_read() -> str | None:
     """The epoch this request read with its count ("" when Redis has none), or None when it
     read none (no Redis, or an endpoint that asks for none)."""
@@ -157,9 +163,10 @@ def consume(budget: str, identity: str) -> Window:
     """
     counted = request.environ.pop(COUNTED_KEY, None)
     if counted is None or (counted.budget, counted.identity) != (budget, identity):
-        key_for = _EPOCH_FOR.get(request.endpoint or "")
         try:
-            counted = count(budget, identity, key_for(request.view_args or {}) if key_for else None)
+            counted = count(
+                budget, identity, epoch_key_for(request.endpoint, request.view_args or {})
+            )
         except RedisError as exc:
             raise ServiceUnavailable("Rate limit storage is unavailable") from exc
     g.rate_window = counted.window

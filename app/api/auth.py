@@ -110,12 +110,7 @@ def require_principal() -> None:
     key is read from the database again (and refused if it has been revoked since)."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
         return
-    found = current_principal()
-    # No epoch read (a request the limiter did not count): "" matches no stamp, so the key is
-    # read again.
-    if found.stamp is not None and not api_keys.AUTH_EPOCH.is_current(
-        found.stamp, g.get("auth_epoch", "")
-    ):
+    if not api_keys.trusted(current_principal().stamp, g.get("auth_epoch")):
         g.principal = authenticate_request()
 
 

@@ -117,13 +117,17 @@ BODIES_PER_READ = 4
 def generation_body(found: generations.Read, environ: WSGIEnvironment) -> bytes:
     """The response body of a generation, made once per URL base while its read is remembered
     (app.fastpath answers a poll with it without a Flask request)."""
-    rendering = serializers.rendering_of(environ)
-    body = found.rendered.get(rendering)
+    body = kept_body(found, environ)
     if body is None:
         body = one(serializers.generation(found.generation, found.output)).get_data()
         if len(found.rendered) < BODIES_PER_READ:
-            found.rendered[rendering] = body
+            found.rendered[serializers.rendering_of(environ)] = body
     return body
+
+
+def kept_body(found: generations.Read, environ: WSGIEnvironment) -> bytes | None:
+    """The body made for this request's URL base, if the read keeps one."""
+    return found.rendered.get(serializers.rendering_of(environ))
 
 
 # A poll reads the generation's epoch in its rate-limit count (services/generations.py).

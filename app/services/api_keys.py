@@ -151,7 +151,7 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     digest is then compared in constant time. With `shared` (the Redis holding the auth
     epoch), a key this process has authenticated before comes back stamped, unconfirmed.
     """
-    if not plaintext or not plaintext.startswith(PREFIX) or len(plaintext) > 200:
+    if not _well_formed(plaintext):
         raise Unauthorized("Missing or invalid API key")
     digest = hash_key(plaintext)
     now = utcnow()
@@ -181,12 +181,21 @@ def authenticate(plaintext: str | None, shared: Redis | None = None) -> Grant:
     return grant
 
 
+def trusted(grant_stamp: str | None, auth_epoch: str | None) -> bool:
+    """Whether a grant may be acted on: one read from the database now (no stamp), or one
+    remembered under the auth epoch read with this request ("" or None when none was read:
+    no stamp matches it)."""
+    return grant_stamp is None or AUTH_EPOCH.is_current(grant_stamp, auth_epoch or "")
+
+
 def recall(plaintext: str) -> Grant | None:
     """The stamped grant this process remembers for a key, unconfirmed (the caller checks its
     stamp against the auth epoch); None when it remembers none. Unauthorized once expired."""
-    if not plaintext.startswith(PREFIX) or len(plaintext) > 200:
-        return None
-    return _recall(hash_key(plaintext), utcnow())
+    return _recall(hash_key(plaintext), utcnow()) if _well_formed(plaintext) else None
+
+
+def _well_formed(plaintext: str | None) -> bool:
+    return bool(plaintext) and plaintext.startswith(PREFIX) and len(plaintext) <= 200
 
 
 def _recall(digest: str, now: datetime) -> Grant | None:
