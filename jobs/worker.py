@@ -7,9 +7,16 @@ periodic jobs (`Cron`). Generations that die with their work-horse are ended by
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import random
 import threading
+import time
 import uuid
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -17,8 +24,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.cron import CronScheduler
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
+from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.queue import CRON_LEADER_KEY, MAINTENANCE_QUEUE, QUEUES
@@ -73,19 +83,141 @@ def horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         generations.fail(job.args[0], "WORKER_LOST", generations.WORKER_LOST_MESSAGE)
 
 
-class PictorWorker(Worker):
-    """RQ's forking worker; the work-horse must not share the parent's database connections."""
+HORSE_JOBS = 100  # a work-horse is replaced after this many jobs: whatever it leaks stays bounded
 
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
+# The worker's ends of its horse's pipes. Any other child it forks (RQ's scheduler process)
+# closes them, so that a pipe's far end closes exactly when the horse or the worker dies.
+_WORKER_ENDS: set[int] = set()
+os.register_at_fork(after_in_child=lambda: [_close(fd) for fd in list(_WORKER_ENDS)])
+
+
+def _close(fd: int) -> None:
+    _WORKER_ENDS.discard(fd)
+    with suppress(OSError):
+        os.close(fd)
+
+
+@dataclass
+class _Horse:
+    pid: int
+    jobs: int  # the worker writes one line per job
+    reports: int  # the horse writes one byte per job done
+    done: int = 0
+
+
+class PictorWorker(Worker):
+    """RQ's forking worker, with a work-horse that serves many jobs instead of one.
+
+    RQ forks a work-horse per job; the fork, the horse's new database connection (a new
+    PostgreSQL backend with cold caches) and the pages it copies on write were half of a
+    generation's queue overhead. Here the horse is forked once and takes its jobs over a pipe,
+    answering each with a byte, and is replaced after HORSE_JOBS jobs.
+
+    The worker watches it as RQ watches its own, through RQ's `monitor_work_horse`: heartbeats,
+    the job timeout's kill, stop commands. A horse that dies mid-job (SIGKILL, OOM) closes its
+    end of the pipe; the worker reaps it and RQ runs the work-horse-killed hook and fails the
+    job, exactly as for a per-job horse. The next job gets a new horse.
+    """
+
+    _horse: _Horse | None = None
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        self._horse_pid = self._hand_over(job, queue, execution)
+        self.monitor_work_horse(job, queue, execution)
+        if self._horse is not None and self._horse.done >= HORSE_JOBS:
+            self._retire()
+        self.set_state(WorkerStatus.IDLE)
+
+    def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
+        """Until the horse reports its job done (EX_OK) or dies (its status, as os.wait4)."""
+        horse = self._horse
+        if horse is None:  # reaped already (killed, then waited for)
+            return None, None, None
+        if os.read(horse.reports, 1):
+            horse.done += 1
+            return horse.pid, os.EX_OK, None
+        return self._reap(horse)
+
+    def teardown(self) -> None:
+        self._retire()
+        super().teardown()
+
+    def _hand_over(self, job: Job, queue: Queue, execution: Execution) -> int:
+        line = json.dumps([job.id, queue.name, execution.id, execution.created_at.timestamp()])
+        while True:
+            horse = self._horse or self._fork_horse()
+            try:
+                os.write(horse.jobs, line.encode() + b"\n")  # < PIPE_BUF: written whole
+                return horse.pid
+            except BrokenPipeError:  # it died while idle: reap it, fork another
+                self._reap(horse)
+
+    def _fork_horse(self) -> _Horse:
+        jobs_out, jobs_in = os.pipe()
+        reports_out, reports_in = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(jobs_in)
+            os.close(reports_out)
+            try:
+                self._serve(jobs_out, reports_in)
+            except BaseException:
+                self.log.exception("Worker %s: work-horse failed", self.name)
+                os._exit(1)
+            os._exit(0)
+        os.close(jobs_out)
+        os.close(reports_in)
+        _WORKER_ENDS.update((jobs_in, reports_out))
+        self._horse = _Horse(pid, jobs_in, reports_out)
+        self.procline(f"Forked {pid} at {time.time()}")
+        return self._horse
+
+    def _serve(self, jobs_out: int, reports_in: int) -> None:
+        """The horse: run each job the worker hands over, until the worker closes the pipe."""
         from app.extensions import db
 
-        db.engine.dispose(close=False)
-        super().main_work_horse(job, queue)
+        os.setpgrp()
+        random.seed()
+        self.setup_work_horse_signals()
+        self._is_horse = True
+        db.engine.dispose(close=False)  # the worker's connections stay the worker's
+        with os.fdopen(jobs_out, "rb") as lines:
+            for line in lines:
+                job_id, queue_name, execution_id, created = json.loads(line)
+                try:
+                    job = self.job_class.fetch(
+                        job_id, connection=self.connection, serializer=self.serializer
+                    )
+                except NoSuchJobError:  # deleted since it was dequeued: nothing to run
+                    os.write(reports_in, b".")
+                    continue
+                queue = next(q for q in self.queues if q.name == queue_name)
+                execution = Execution(execution_id, job_id, self.connection, self.name)
+                execution.created_at = datetime.fromtimestamp(created, UTC)
+                self.executions[execution.id] = execution
+                os.environ["RQ_JOB_ID"] = job_id
+                self.perform_job(job, queue, execution)
+                os.write(reports_in, b".")
+
+    def _reap(self, horse: _Horse) -> tuple[int | None, int | None, Any]:
+        if self._horse is horse:
+            self._horse = None
+        _close(horse.jobs)
+        _close(horse.reports)
+        with suppress(ChildProcessError):
+            return os.wait4(horse.pid, 0)
+        return None, None, None
+
+    def _retire(self) -> None:
+        """Close the horse's pipe: it finishes its loop and exits."""
+        if self._horse is not None:
+            self._reap(self._horse)
 
 
 def _preload(app: Flask) -> None:
-    """Import and build in the parent what every job needs, so each forked work-horse
-    starts warm instead of paying for it per job."""
+    """Import and build in the parent what every job needs, so each work-horse it forks
+    starts warm."""
     from PIL import Image as PILImage
     from sqlalchemy.orm import configure_mappers
 

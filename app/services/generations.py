@@ -851,13 +851,17 @@ def run(generation_id: str) -> None:
 
 
 def _wait_for_row(generation_id: str) -> Generation | None:
+    """The generation's row; a worker can dequeue its job before the request's commit lands
+    (the job is queued inside the request's transaction), so wait a little, briefly at first."""
     deadline = time.monotonic() + _ROW_WAIT_SECONDS
+    pause = 0.001
     while True:
         generation = _reload(generation_id)
         if generation is not None or time.monotonic() > deadline:
             return generation
         _release()
-        time.sleep(0.02)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _start(generation_id: str, *, auto_enhance: bool) -> bool:

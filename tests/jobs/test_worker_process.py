@@ -196,6 +196,26 @@ def test_prefer_wait_sees_a_separate_worker_finish(api, workers):
     assert response.get_json()["data"]["status"] == "success"
 
 
+def test_one_work_horse_serves_many_jobs_and_a_dead_one_is_replaced(api, workers):
+    worker = workers.start()
+
+    def generate(prompt: str) -> str:
+        response = api.post(
+            "/api/v1/generations", json={"prompt": prompt}, headers={"Prefer": "wait=60"}
+        )
+        assert response.status_code == 201, workers.logs()
+        return response.get_json()["data"]["status"]
+
+    assert generate("first") == "success"
+    horse = _horse(worker.pid)
+    assert generate("second") == "success"
+    assert _horse(worker.pid) == horse  # not a fork per job
+    os.kill(horse, signal.SIGKILL)  # dies between jobs
+    assert generate("third") == "success", workers.logs()
+    assert _horse(worker.pid) != horse
+    assert worker.poll() is None
+
+
 @pytest.mark.slow
 def test_killed_work_horse_ends_worker_lost_with_one_refund(api, user, workers):
     generation_id = api.post("/api/v1/generations", json={"prompt": "doomed"}).get_json()["data"][
