@@ -127,7 +127,7 @@ def make_thumbnail(image: PILImage.Image) -> bytes:
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     thumb = image.resize(size, PILImage.Resampling.LANCZOS, reducing_gap=1.0)
     buffer = io.BytesIO()
-    thumb.save(buffer, "WEBP", quality=80, method=2)
+    thumb.save(buffer, "WEBP", quality=80, method=0)
     return buffer.getvalue()
 
 
