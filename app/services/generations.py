@@ -21,7 +21,7 @@ import math
 import secrets
 import time
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -31,8 +31,9 @@ from flask import current_app
 from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq import Callback, Retry
-from sqlalchemy import bindparam, false, func, select, update
+from sqlalchemy import Row, bindparam, false, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import database, epochs, queue
 from app.errors import Conflict, Invalid, TierRestricted, TooLarge, UnsupportedMedia, not_found
@@ -822,9 +823,31 @@ def run(generation_id: str) -> None:
     if generation is None:
         log.warning("generation %s has no row (its request was rolled back)", generation_id)
         return
-    if not _start(generation.id, auto_enhance=generation.auto_enhance):
+    with _kept_across_commits():
+        _run(generation)
+
+
+@contextmanager
+def _kept_across_commits() -> Iterator[None]:
+    """The job's commits leave the generation loaded, not expired (each expiry cost a SELECT
+    at the next attribute read). Its request fields do not change once accepted; what the job
+    itself writes with UPDATEs is set on it too, and what others may change meanwhile (its
+    deletion) is read back by the statement that ends it."""
+    session = db.session()
+    kept, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = kept
+
+
+def _run(generation: Generation) -> None:
+    generation_id = generation.id
+    started_at = _start(generation_id, auto_enhance=generation.auto_enhance)
+    if started_at is None:
         log.info("generation %s is %s; not running it", generation_id, generation.status)
         return
+    set_committed_value(generation, "started_at", started_at)
     try:
         output = _upscale(generation) if generation.kind == "upscale" else _generate(generation)
     except _Ended:
@@ -864,8 +887,9 @@ def _wait_for_row(generation_id: str) -> Generation | None:
         pause = min(pause * 2, 0.05)
 
 
-def _start(generation_id: str, *, auto_enhance: bool) -> bool:
-    """pending → processing, once; False when it was cancelled, ended or taken."""
+def _start(generation_id: str, *, auto_enhance: bool) -> datetime | None:
+    """pending → processing, once: when it started; None when it was cancelled, ended or
+    taken."""
     now = utcnow()
     timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
     first_stage = "enhancing" if auto_enhance else "resolving"
@@ -884,9 +908,9 @@ def _start(generation_id: str, *, auto_enhance: bool) -> bool:
     ).rowcount
     db.session.commit()
     if started != 1:
-        return False
+        return None
     _announce(generation_id)
-    return True
+    return now
 
 
 def _stage(generation_id: str, stage: str, **values: Any) -> None:
@@ -944,6 +968,7 @@ def _generate(generation: Generation) -> Image:
     if generation.auto_enhance:
         prompt = provider.enhance(generation.prompt, generation.template or "general")
         _stage(generation.id, "resolving", enhanced_prompt=prompt)
+        set_committed_value(generation, "enhanced_prompt", prompt)
     references = _load_references(generation)
     _stage(generation.id, "generating")
     started = time.monotonic()
@@ -1030,14 +1055,15 @@ def _give_aliases(generation: Generation, output: Image) -> None:
 def _succeed(generation: Generation, output: Image) -> None:
     now = utcnow()
     _give_aliases(generation, output)
-    if generation.deleted_at is not None:
-        output.deleted_at = generation.deleted_at
-    if not _mark_success(generation.id, output.id, generation.started_at, now):
+    marked = _mark_success(generation.id, output.id, generation.started_at, now)
+    if marked is None:
         # Ended elsewhere (the sweeper thought the worker was lost): this result is dropped.
         db.session.rollback()
         imaging.remove_files(output)
         log.warning("generation %s ended elsewhere; its output was discarded", generation.id)
         return
+    if marked.deleted_at is not None:  # deleted while it ran: its output goes with it
+        images.hide(output, marked.deleted_at)
     flows.touch(output.flow_id)
     db.session.refresh(generation)
     delivery = webhooks.schedule(generation, output)
@@ -1047,9 +1073,12 @@ def _succeed(generation: Generation, output: Image) -> None:
 
 def _mark_success(
     generation_id: str, output_id: str, started_at: datetime | None, now: datetime
-) -> bool:
+) -> Row[tuple[datetime | None]] | None:
+    """processing → success; the row's `deleted_at` as it is now (the UPDATE locks the row, so
+    a deletion either came first and is seen here or waits and sees the output), or None when
+    it was no longer processing."""
     note_changed(generation_id)
-    done = db.session.execute(
+    return db.session.execute(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "processing")
         .values(
@@ -1059,9 +1088,9 @@ def _mark_success(
             completed_at=now,
             processing_ms=_elapsed_ms(started_at, now),
         )
+        .returning(Generation.deleted_at)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
+    ).first()
 
 
 def warm_up() -> None:
@@ -1190,7 +1219,7 @@ def delete(project_id: str, generation_id: str) -> None:
     generation.deleted_at = now
     output = db.session.get(Image, generation.output_image_id or "")
     if output is not None and output.deleted_at is None:
-        output.deleted_at, output.deleted_alias, output.alias = now, output.alias, None
+        images.hide(output, now)
     db.session.commit()
 
 

@@ -180,10 +180,15 @@ def delete_image(image: Image, *, hard: bool = False) -> None:
         return
     if image.deleted_at is not None:
         raise not_found("Image")
-    image.deleted_alias = image.alias
-    image.alias = None
-    image.deleted_at = utcnow()
+    hide(image, utcnow())
     db.session.commit()
+
+
+def hide(image: Image, when: datetime) -> None:
+    """Soft-delete it in the session: hidden, its URLs 404, its alias freed and kept for a
+    restore. The caller commits."""
+    image.deleted_at = when
+    image.deleted_alias, image.alias = image.alias, None
 
 
 def restore_image(image: Image, *, now: datetime | None = None) -> Image:

@@ -337,3 +337,33 @@ def test_generations_joining_one_flow_at_once_do_not_wait_for_each_other(
     finally:
         release.set()
         other.join(30)
+
+
+def test_a_generation_deleted_while_it_runs_leaves_its_output_deleted_and_its_alias_free(
+    app, project, user
+):
+    app.config["LOCAL_PROVIDER_DELAY_MS"] = 800  # time to delete it while the model works
+
+    def work(generation_id: str) -> None:
+        with app.app_context():
+            generations.run(generation_id)
+
+    generation = _create(project, user, alias="@doomed")
+    worker = threading.Thread(target=work, args=(generation.id,))
+    worker.start()
+    deadline = utcnow() + timedelta(seconds=10)
+    while _reload(generation.id).stage != "generating":
+        assert utcnow() < deadline, "the run never reached the model"
+        db.session.commit()
+    generations.delete(project.id, generation.id)
+    worker.join(timeout=30)
+
+    done = _reload(generation.id)
+    assert (done.status, done.deleted_at is not None) == ("success", True)
+    output = db.session.get(Image, done.output_image_id)
+    assert output.deleted_at is not None
+    assert (output.alias, output.deleted_alias) == (None, "@doomed")
+    app.config["LOCAL_PROVIDER_DELAY_MS"] = 0
+    again = _create(project, user, alias="@doomed")  # the name is free again
+    generations.run(again.id)
+    assert db.session.get(Image, _reload(again.id).output_image_id).alias == "@doomed"
