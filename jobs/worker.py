@@ -85,14 +85,14 @@ def horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
 
 HORSE_JOBS = 100  # a work-horse is replaced after this many jobs: whatever it leaks stays bounded
 
-# The worker's ends of its horse's pipes. Any other child it forks (RQ's scheduler process)
+# This process's ends of the worker–horse pipes. Any child it forks (RQ's scheduler process)
 # closes them, so that a pipe's far end closes exactly when the horse or the worker dies.
-_WORKER_ENDS: set[int] = set()
-os.register_at_fork(after_in_child=lambda: [_close(fd) for fd in list(_WORKER_ENDS)])
+_PIPE_ENDS: set[int] = set()
+os.register_at_fork(after_in_child=lambda: [_close(fd) for fd in list(_PIPE_ENDS)])
 
 
 def _close(fd: int) -> None:
-    _WORKER_ENDS.discard(fd)
+    _PIPE_ENDS.discard(fd)
     with suppress(OSError):
         os.close(fd)
 
@@ -116,7 +116,8 @@ class PictorWorker(Worker):
     The worker watches it as RQ watches its own, through RQ's `monitor_work_horse`: heartbeats,
     the job timeout's kill, stop commands. A horse that dies mid-job (SIGKILL, OOM) closes its
     end of the pipe; the worker reaps it and RQ runs the work-horse-killed hook and fails the
-    job, exactly as for a per-job horse. The next job gets a new horse.
+    job, exactly as for a per-job horse. The next job gets a new horse. A horse is forked
+    before it is needed (when the worker starts, and when one retires) and warms up.
     """
 
     _horse: _Horse | None = None
@@ -127,7 +128,12 @@ class PictorWorker(Worker):
         self.monitor_work_horse(job, queue, execution)
         if self._horse is not None and self._horse.done >= HORSE_JOBS:
             self._retire()
+            self._fork_horse()
         self.set_state(WorkerStatus.IDLE)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        self._fork_horse()
 
     def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
         """Until the horse reports its job done (EX_OK) or dies (its status, as os.wait4)."""
@@ -145,13 +151,16 @@ class PictorWorker(Worker):
 
     def _hand_over(self, job: Job, queue: Queue, execution: Execution) -> int:
         line = json.dumps([job.id, queue.name, execution.id, execution.created_at.timestamp()])
-        while True:
+        for attempt in (1, 2):
             horse = self._horse or self._fork_horse()
             try:
                 os.write(horse.jobs, line.encode() + b"\n")  # < PIPE_BUF: written whole
                 return horse.pid
-            except BrokenPipeError:  # it died while idle: reap it, fork another
+            except BrokenPipeError:  # it died while idle: reap it, fork another (once)
                 self._reap(horse)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _fork_horse(self) -> _Horse:
         jobs_out, jobs_in = os.pipe()
@@ -160,6 +169,7 @@ class PictorWorker(Worker):
         if pid == 0:
             os.close(jobs_in)
             os.close(reports_out)
+            _PIPE_ENDS.update((jobs_out, reports_in))
             try:
                 self._serve(jobs_out, reports_in)
             except BaseException:
@@ -168,7 +178,7 @@ class PictorWorker(Worker):
             os._exit(0)
         os.close(jobs_out)
         os.close(reports_in)
-        _WORKER_ENDS.update((jobs_in, reports_out))
+        _PIPE_ENDS.update((jobs_in, reports_out))
         self._horse = _Horse(pid, jobs_in, reports_out)
         self.procline(f"Forked {pid} at {time.time()}")
         return self._horse
@@ -182,6 +192,7 @@ class PictorWorker(Worker):
         self.setup_work_horse_signals()
         self._is_horse = True
         db.engine.dispose(close=False)  # the worker's connections stay the worker's
+        _warm_up()  # its own connection, and its PostgreSQL backend's caches
         with os.fdopen(jobs_out, "rb") as lines:
             for line in lines:
                 job_id, queue_name, execution_id, created = json.loads(line)
@@ -215,6 +226,18 @@ class PictorWorker(Worker):
             self._reap(self._horse)
 
 
+def _warm_up() -> None:
+    """Run the hot statements once: compiled in the worker, so every horse inherits them; in
+    a horse, its connection opens and its PostgreSQL backend caches what the jobs touch."""
+    from app.services import generations
+
+    with app_context():
+        try:
+            generations.warm_up()
+        except SQLAlchemyError as exc:  # the database may come up later; jobs will retry
+            log.warning("warm-up skipped: %s", exc)
+
+
 def _preload(app: Flask) -> None:
     """Import and build in the parent what every job needs, so each work-horse it forks
     starts warm."""
@@ -222,16 +245,13 @@ def _preload(app: Flask) -> None:
     from sqlalchemy.orm import configure_mappers
 
     from app.providers import get_provider
-    from app.services import generations, webhooks  # noqa: F401
+    from app.services import webhooks  # noqa: F401
 
     PILImage.init()
     get_provider(app.config)
     configure_mappers()
     with app.app_context():
-        try:
-            generations.warm_up()
-        except SQLAlchemyError as exc:  # the database may come up later; jobs will retry
-            log.warning("warm-up skipped: %s", exc)
+        _warm_up()
 
 
 def run_worker(app: Flask, connection: Redis, *, burst: bool = False) -> bool:
