@@ -845,6 +845,7 @@ def _run(generation: Generation) -> None:
     generation_id = generation.id
     started_at = _start(generation_id, auto_enhance=generation.auto_enhance)
     if started_at is None:
+        db.session.refresh(generation)
         log.info("generation %s is %s; not running it", generation_id, generation.status)
         return
     set_committed_value(generation, "started_at", started_at)
@@ -1074,9 +1075,9 @@ def _succeed(generation: Generation, output: Image) -> None:
 def _mark_success(
     generation_id: str, output_id: str, started_at: datetime | None, now: datetime
 ) -> Row[tuple[datetime | None]] | None:
-    """processing → success; the row's `deleted_at` as it is now (the UPDATE locks the row, so
-    a deletion either came first and is seen here or waits and sees the output), or None when
-    it was no longer processing."""
+    """processing → success; the row's `deleted_at` as it is now (the UPDATE locks the row: a
+    deletion that came first is seen here, a later one sees the output), or None when it was
+    no longer processing."""
     note_changed(generation_id)
     return db.session.execute(
         update(Generation)
@@ -1217,7 +1218,13 @@ def delete(project_id: str, generation_id: str) -> None:
             generation = get_generation(project_id, generation_id)
     now = utcnow()
     generation.deleted_at = now
-    output = db.session.get(Image, generation.output_image_id or "")
+    # The UPDATE takes the row's lock first: a worker recording its success now either has
+    # committed (its output is read below) or waits and reads the deletion back (_succeed).
+    db.session.flush()
+    output_id = db.session.scalar(
+        select(Generation.output_image_id).where(Generation.id == generation.id)
+    )
+    output = db.session.get(Image, output_id or "")
     if output is not None and output.deleted_at is None:
         images.hide(output, now)
     db.session.commit()
