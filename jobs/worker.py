@@ -101,8 +101,9 @@ def _close(fd: int) -> None:
 class _Horse:
     pid: int
     jobs: int  # the worker writes one line per job
-    reports: int  # the horse writes one byte per job done
+    reports: int  # the horse writes one byte per job done: "." when it succeeded, "!" if not
     done: int = 0
+    spent: bool = False  # a job failed in it (a timeout, say): it may hold broken state
 
 
 class PictorWorker(Worker):
@@ -111,7 +112,9 @@ class PictorWorker(Worker):
     RQ forks a work-horse per job; the fork, the horse's new database connection (a new
     PostgreSQL backend with cold caches) and the pages it copies on write were half of a
     generation's queue overhead. Here the horse is forked once and takes its jobs over a pipe,
-    answering each with a byte, and is replaced after HORSE_JOBS jobs.
+    answering each with a byte, and is replaced after HORSE_JOBS jobs, or after a job that
+    failed in it (a timeout interrupts a job anywhere, a database connection mid-exchange
+    included: the next job should not inherit that).
 
     The worker watches it as RQ watches its own, through RQ's `monitor_work_horse`: heartbeats,
     the job timeout's kill, stop commands. A horse that dies mid-job (SIGKILL, OOM) closes its
@@ -126,7 +129,8 @@ class PictorWorker(Worker):
         execution = self.prepare_execution(job)
         self._horse_pid = self._hand_over(job, queue, execution)
         self.monitor_work_horse(job, queue, execution)
-        if self._horse is not None and self._horse.done >= HORSE_JOBS:
+        horse = self._horse
+        if horse is not None and (horse.spent or horse.done >= HORSE_JOBS):
             self._retire()
             self._fork_horse()
         self.set_state(WorkerStatus.IDLE)
@@ -140,8 +144,10 @@ class PictorWorker(Worker):
         horse = self._horse
         if horse is None:  # reaped already (killed, then waited for)
             return None, None, None
-        if os.read(horse.reports, 1):
+        report = os.read(horse.reports, 1)
+        if report:
             horse.done += 1
+            horse.spent = report != b"."
             return horse.pid, os.EX_OK, None
         return self._reap(horse)
 
@@ -208,8 +214,8 @@ class PictorWorker(Worker):
                 execution.created_at = datetime.fromtimestamp(created, UTC)
                 self.executions[execution.id] = execution
                 os.environ["RQ_JOB_ID"] = job_id
-                self.perform_job(job, queue, execution)
-                os.write(reports_in, b".")
+                succeeded = self.perform_job(job, queue, execution)
+                os.write(reports_in, b"." if succeeded else b"!")
 
     def _reap(self, horse: _Horse) -> tuple[int | None, int | None, Any]:
         if self._horse is horse:

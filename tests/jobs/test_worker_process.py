@@ -119,6 +119,13 @@ def _horse(worker_pid: int) -> int:
     raise AssertionError("no work-horse running")
 
 
+def _horse_or_none(worker_pid: int) -> int | None:
+    try:
+        return _horse(worker_pid)
+    except AssertionError:
+        return None
+
+
 @pytest.fixture
 def workers(app, only_postgres, database_urls, tmp_path) -> Iterator[Workers]:
     pool = Workers(app, database_urls["postgres"], tmp_path)
@@ -213,6 +220,28 @@ def test_one_work_horse_serves_many_jobs_and_a_dead_one_is_replaced(api, workers
     os.kill(horse, signal.SIGKILL)  # dies between jobs
     assert generate("third") == "success", workers.logs()
     assert _horse(worker.pid) != horse
+    assert worker.poll() is None
+
+
+def test_a_job_that_times_out_is_refunded_and_the_next_one_runs_in_a_new_horse(
+    app, api, user, workers
+):
+    worker = workers.start(LOCAL_PROVIDER_DELAY_MS="2500")
+    _wait_until(lambda: _horse_or_none(worker.pid) is not None, 60, "the work-horse")
+    first_horse = _horse(worker.pid)
+    app.config["JOB_TIMEOUT_SECONDS"] = 1  # read when the job is queued
+    slow = api.post("/api/v1/generations", json={"prompt": "too slow"}).get_json()["data"]["id"]
+    _wait_until(lambda: _status(slow) == "failed", 60, "the timeout")
+    app.config["JOB_TIMEOUT_SECONDS"] = 60
+    response = api.post(
+        "/api/v1/generations", json={"prompt": "in time"}, headers={"Prefer": "wait=60"}
+    )
+    assert response.get_json()["data"]["status"] == "success", workers.logs()
+    timed_out = generations.get_generation(api_project_id(api), slow)
+    assert timed_out.error_code == "TIMEOUT" and _refunds(slow) == 1
+    assert credits.balance(user.id) == 49 and credits.ledger_consistent(user.id)
+    # The interrupted job may have left the horse's state half-done: it was replaced.
+    assert _horse(worker.pid) != first_horse
     assert worker.poll() is None
 
 
