@@ -42,6 +42,52 @@ def _ms(start, end) -> float:  # noqa: ANN001  (datetimes, naive UTC from RQ or 
     return (end - start).total_seconds() * 1000
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(own CPU, CPU of its children already reaped) in seconds, from /proc; 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    own = (int(fields[11]) + int(fields[12])) / _TICK
+    return own, (int(fields[13]) + int(fields[14])) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _postgres_backends(database: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if command.startswith("postgres:") and f" {database} " in command:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(workers: list[int], database: str) -> dict[str, float]:
+    """CPU seconds used so far by each part of the system under test (Linux /proc)."""
+    snapshot = {"work-horses": 0.0, "worker processes": 0.0, "PostgreSQL backends": 0.0}
+    for pid in workers:
+        own, reaped = _proc_cpu(pid)
+        snapshot["worker processes"] += own
+        snapshot["work-horses"] += reaped + sum(_proc_cpu(c)[0] for c in _children(pid))
+    snapshot["PostgreSQL backends"] = sum(_proc_cpu(p)[0] for p in _postgres_backends(database))
+    times = os.times()
+    snapshot["this process (client, API)"] = times.user + times.system
+    return snapshot
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
@@ -170,9 +216,13 @@ def run(
         return finished
 
     drive(range(args.warmup))
+    worker_pids = [process.pid for process in processes]
+    database = database_url.rsplit("/", 1)[1]
+    cpu_before = cpu_snapshot(worker_pids, database)
     started = time.monotonic()
     finished = drive(range(args.warmup, args.warmup + args.count))
     wall = time.monotonic() - started
+    cpu_after = cpu_snapshot(worker_pids, database)
 
     with app.app_context():
         rows = db.session.scalars(select(Generation).where(Generation.id.in_(finished))).all()
@@ -212,6 +262,12 @@ def run(
             f"{statistics.fmean(values):8.1f}"
         )
     print(f"throughput: {len(rows) / wall:.2f} generations/s ({wall:.1f} s wall, warm-up excluded)")
+    used = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
+    print(
+        "CPU per generation: "
+        + ", ".join(f"{part} {seconds * 1000 / len(rows):.1f} ms" for part, seconds in used.items())
+        + f"; {sum(used.values()) / wall:.2f} of {os.cpu_count()} CPUs busy with these"
+    )
     return 0
 
 
