@@ -301,15 +301,24 @@ class Listener:
 
     def wait(self, timeout: float) -> bool:
         """True when a message arrived (or the caller should look again), False on timeout."""
+        return self.next(timeout) is not None
+
+    def next(self, timeout: float) -> str | None:
+        """The next message, "" when the caller should just look again (polling), None on
+        timeout."""
         if self._pubsub is not None:
             try:
                 message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-                return message is not None
             except RedisError as exc:
                 log.warning("subscription lost (%s); polling instead", exc)
                 self._pubsub = None
+            else:
+                if message is None:
+                    return None
+                data = message["data"]
+                return data.decode() if isinstance(data, bytes) else str(data)
         time.sleep(min(timeout, 1.0))
-        return True
+        return ""
 
     def close(self) -> None:
         if self._pubsub is not None:

@@ -78,6 +78,7 @@ RUN_JOB = "jobs.generate.run"
 FAILURE_CALLBACK = "jobs.generate.on_failure"
 # The job may overtake the commit of its row (create enqueues before committing).
 _ROW_WAIT_SECONDS = 5.0
+_PROGRESS, _ENDED = "progress", "ended"  # what a generation's channel says
 _PENDING_GRACE = timedelta(seconds=60)
 _STARTED_GRACE = timedelta(seconds=10)
 _DEADLINE_GRACE_SECONDS = 60
@@ -785,7 +786,11 @@ def wait(generation_id: str, timeout: float) -> Generation:
             if generation.is_terminal or remaining <= 0:
                 return generation
             _release()
-            listener.wait(min(remaining, 2.0))
+            # A stage changed: nothing to read yet. An ending, a silence or anything else is.
+            while listener.next(min(remaining, 2.0)) == _PROGRESS:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
 
 
 def watch(
@@ -929,8 +934,9 @@ def _stage(generation_id: str, stage: str, **values: Any) -> None:
     _announce(generation_id)
 
 
-def _announce(generation_id: str) -> None:
-    queue.publish(channel(generation_id), "changed")
+def _announce(generation_id: str, news: str = _PROGRESS) -> None:
+    """Tell the generation's watchers: `_PROGRESS` (a status or stage changed) or `_ENDED`."""
+    queue.publish(channel(generation_id), news)
 
 
 def _load_references(generation: Generation) -> list[Reference]:
@@ -1112,7 +1118,7 @@ def warm_up() -> None:
 
 
 def _after_end(generation_id: str, delivery: WebhookDelivery | None) -> None:
-    _announce(generation_id)
+    _announce(generation_id, _ENDED)
     if delivery is not None:
         webhooks.enqueue(delivery.id)
 
@@ -1192,7 +1198,7 @@ def cancel(project_id: str, generation_id: str) -> Generation:
     credits.refund(generation.id, note="Cancelled")
     db.session.commit()
     _drop_job(generation.id)
-    _announce(generation.id)
+    _announce(generation.id, _ENDED)
     return _reload(generation.id) or generation
 
 
