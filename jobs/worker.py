@@ -119,8 +119,8 @@ class PictorWorker(Worker):
     The worker watches it as RQ watches its own, through RQ's `monitor_work_horse`: heartbeats,
     the job timeout's kill, stop commands. A horse that dies mid-job (SIGKILL, OOM) closes its
     end of the pipe; the worker reaps it and RQ runs the work-horse-killed hook and fails the
-    job, exactly as for a per-job horse. The next job gets a new horse. A horse is forked
-    before it is needed (when the worker starts, and when one retires) and warms up.
+    job, exactly as for a per-job horse. A horse is forked before it is needed (when the
+    worker starts, and as soon as the last one was lost or retired) and warms up.
     """
 
     _horse: _Horse | None = None
@@ -130,7 +130,7 @@ class PictorWorker(Worker):
         self._horse_pid = self._hand_over(job, queue, execution)
         self.monitor_work_horse(job, queue, execution)
         horse = self._horse
-        if horse is not None and (horse.spent or horse.done >= HORSE_JOBS):
+        if horse is None or horse.spent or horse.done >= HORSE_JOBS:  # lost, spent or old
             self._retire()
             self._fork_horse()
         self.set_state(WorkerStatus.IDLE)

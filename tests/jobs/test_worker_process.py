@@ -252,9 +252,12 @@ def test_killed_work_horse_ends_worker_lost_with_one_refund(api, user, workers):
     ]
     worker = workers.start(LOCAL_PROVIDER_DELAY_MS="120000")
     _wait_until(lambda: _status(generation_id) == "processing", 60, "processing")
-    os.kill(_horse(worker.pid), signal.SIGKILL)
+    killed = _horse(worker.pid)
+    os.kill(killed, signal.SIGKILL)
     took = _wait_until(lambda: _status(generation_id) == "failed", 120, "WORKER_LOST")
     assert took < 30  # the work-horse-killed hook, not the sweeper
+    # The next horse is forked at once (before RQ's retry of the job, 2 s later, needs one).
+    _wait_until(lambda: _horse_or_none(worker.pid) not in (None, killed), 1.5, "a new horse")
     generation = generations.get_generation(api_project_id(api), generation_id)
     assert generation.error_code == "WORKER_LOST"
     assert _refunds(generation_id) == 1
