@@ -406,7 +406,7 @@ def create(
         live_cache_key=live_cache_key,
     )
     try:
-        return _accept(generation, enqueue=enqueue), True
+        return _accept(generation, enqueue=enqueue, new_flow=spec.flow_id is None), True
     except IntegrityError:
         # Another request with the same idempotency key committed first.
         db.session.rollback()
@@ -418,8 +418,9 @@ def create(
         return earlier, False
 
 
-def _accept(generation: Generation, *, enqueue: bool = True) -> Generation:
-    """Insert, debit, enqueue, commit — or leave nothing behind."""
+def _accept(generation: Generation, *, enqueue: bool = True, new_flow: bool = False) -> Generation:
+    """Insert, debit, enqueue, commit — or leave nothing behind. The flow is touched (it
+    moves up the list), unless it was made for this generation just now."""
     generation.status, generation.stage = "pending", "queued"
     generation.job_id = generation.id
     db.session.add(generation)
@@ -431,7 +432,8 @@ def _accept(generation: Generation, *, enqueue: bool = True) -> Generation:
             generation_id=generation.id,
             note=f"{generation.kind.capitalize()} {generation.id}",
         )
-        flows.touch(generation.flow_id)
+        if not new_flow:
+            flows.touch(generation.flow_id)
         if enqueue:
             _enqueue(generation.id)
     except BaseException:
@@ -513,7 +515,7 @@ def regenerate(
         webhook_url=spec.webhook_url,
         regenerated_from=source.id,
     )
-    return _accept(generation)
+    return _accept(generation, new_flow=spec.flow_id is None)
 
 
 def _alias_movable(project_id: str, source: Generation) -> bool:
