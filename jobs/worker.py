@@ -88,13 +88,20 @@ HORSE_JOBS = 100  # a work-horse is replaced after this many jobs: whatever it l
 # This process's ends of the worker–horse pipes. Any child it forks (RQ's scheduler process)
 # closes them, so that a pipe's far end closes exactly when the horse or the worker dies.
 _PIPE_ENDS: set[int] = set()
-os.register_at_fork(after_in_child=lambda: [_close(fd) for fd in list(_PIPE_ENDS)])
 
 
 def _close(fd: int) -> None:
     _PIPE_ENDS.discard(fd)
     with suppress(OSError):
         os.close(fd)
+
+
+def _close_pipe_ends() -> None:
+    for fd in list(_PIPE_ENDS):
+        _close(fd)
+
+
+os.register_at_fork(after_in_child=_close_pipe_ends)
 
 
 @dataclass
@@ -156,17 +163,18 @@ class PictorWorker(Worker):
         super().teardown()
 
     def _hand_over(self, job: Job, queue: Queue, execution: Execution) -> int:
-        line = json.dumps([job.id, queue.name, execution.id, execution.created_at.timestamp()])
-        for attempt in (1, 2):
-            horse = self._horse or self._fork_horse()
-            try:
-                os.write(horse.jobs, line.encode() + b"\n")  # < PIPE_BUF: written whole
-                return horse.pid
-            except BrokenPipeError:  # it died while idle: reap it, fork another (once)
-                self._reap(horse)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        ids = [job.id, queue.name, execution.id, execution.created_at.timestamp()]
+        line = json.dumps(ids).encode() + b"\n"
+        try:
+            return self._send(line)
+        except BrokenPipeError:  # it died while idle: reap it and fork another, once
+            self._retire()
+            return self._send(line)
+
+    def _send(self, line: bytes) -> int:
+        horse = self._horse or self._fork_horse()
+        os.write(horse.jobs, line)  # < PIPE_BUF: written whole
+        return horse.pid
 
     def _fork_horse(self) -> _Horse:
         jobs_out, jobs_in = os.pipe()

@@ -396,7 +396,7 @@ def create(
         reference_images=_reference_list(spec.references),
         alias=spec.alias,
         flow_alias=spec.flow_alias,
-        flow_id=spec.flow_id or flows.create_flow(project.id, commit=False).id,
+        flow_id=spec.flow_id,
         credits_charged=spec.model.credits,
         meta=spec.meta,
         request_id=spec.request_id,
@@ -419,12 +419,14 @@ def create(
 
 
 def _accept(generation: Generation, *, enqueue: bool = True, new_flow: bool = False) -> Generation:
-    """Insert, debit, enqueue, commit — or leave nothing behind. The flow is touched (it
-    moves up the list), unless it was made for this generation just now."""
+    """Insert, debit, enqueue, commit — or leave nothing behind. With `new_flow` the generation
+    starts a flow of its own; a flow it joins is touched instead (it moves up the list)."""
     generation.status, generation.stage = "pending", "queued"
     generation.job_id = generation.id
-    db.session.add(generation)
     try:
+        if new_flow:
+            generation.flow_id = flows.create_flow(generation.project_id, commit=False).id
+        db.session.add(generation)
         db.session.flush()
         credits.debit(
             generation.user_id,
@@ -509,7 +511,7 @@ def regenerate(
         reference_images=_reference_list(spec.references),
         alias=spec.alias,
         flow_alias=spec.flow_alias,
-        flow_id=spec.flow_id or flows.create_flow(project.id, commit=False).id,
+        flow_id=spec.flow_id,
         credits_charged=spec.model.credits,
         meta=spec.meta,
         webhook_url=spec.webhook_url,

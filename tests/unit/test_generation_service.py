@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -355,6 +356,7 @@ def test_a_generation_deleted_while_it_runs_leaves_its_output_deleted_and_its_al
     while _reload(generation.id).stage != "generating":
         assert utcnow() < deadline, "the run never reached the model"
         db.session.commit()
+        time.sleep(0.01)
     generations.delete(project.id, generation.id)
     worker.join(timeout=30)
 
