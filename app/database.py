@@ -13,12 +13,17 @@
   autocommitting connection: no `BEGIN` before its first query and no `ROLLBACK` at the end.
   Under READ COMMITTED every statement takes its own snapshot anyway, so the reads see exactly
   what they saw inside a transaction. Only views that never write may be marked.
+- **A statement that is a transaction by itself is sent alone.** Inside `statements_alone()`
+  the session's statements autocommit one by one: one round trip each instead of three
+  (`BEGIN`, the statement, `COMMIT`). A generation's job claims its row and saves its stages so.
 """
 
 from __future__ import annotations
 
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import flask_sqlalchemy.session
@@ -26,10 +31,12 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import Engine, Select, Update, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+from sqlalchemy.orm import Session as OrmSession
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD"})
 _AUTOCOMMIT = "_pictor_autocommit"  # the attribute an engine keeps its autocommitting form in
+_ALONE: ContextVar[bool] = ContextVar("pictor_statements_alone", default=False)
 
 
 def read_only(view: F) -> F:
@@ -56,12 +63,32 @@ def _autocommit(engine: Engine) -> Engine:
     return found
 
 
+@contextmanager
+def statements_alone(session: OrmSession) -> Iterator[None]:
+    """Each statement of `session` in the block is committed as it runs, without `BEGIN` and
+    `COMMIT` around it. For steps that are one statement each, which nothing else must be
+    committed with: the session's open transaction, if any, is committed first."""
+    if session.in_transaction():
+        session.commit()
+    token = _ALONE.set(True)
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+    else:
+        session.commit()  # gives the connection back; nothing is left to commit
+    finally:
+        _ALONE.reset(token)
+
+
 class Session(flask_sqlalchemy.session.Session):
-    """`db.session`: in a `@read_only` view, bound to the autocommitting form of the engine."""
+    """`db.session`: bound to the autocommitting form of the engine in a `@read_only` view and
+    inside `statements_alone`."""
 
     def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):  # noqa: ANN201
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
-        if bind is None and isinstance(engine, Engine) and _request_reads_only():
+        if bind is None and isinstance(engine, Engine) and (_ALONE.get() or _request_reads_only()):
             return _autocommit(engine)
         return engine
 

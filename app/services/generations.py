@@ -31,7 +31,7 @@ from flask import current_app
 from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq import Callback, Retry
-from sqlalchemy import Row, bindparam, false, func, select, update
+from sqlalchemy import bindparam, case, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -828,12 +828,15 @@ def watch(
 
 def run(generation_id: str) -> None:
     """Do a generation's work (the RQ job). Ends it success or failed; never charges."""
-    generation = _wait_for_row(generation_id)
-    if generation is None:
-        log.warning("generation %s has no row (its request was rolled back)", generation_id)
-        return
     with _kept_across_commits():
-        _run(generation)
+        generation, started = _claim(generation_id)
+        if generation is None:
+            log.warning("generation %s has no row (its request was rolled back)", generation_id)
+        elif not started:
+            log.info("generation %s is %s; not running it", generation_id, generation.status)
+        else:
+            _announce(generation_id)
+            _run(generation)
 
 
 @contextmanager
@@ -852,12 +855,6 @@ def _kept_across_commits() -> Iterator[None]:
 
 def _run(generation: Generation) -> None:
     generation_id = generation.id
-    started_at = _start(generation_id, auto_enhance=generation.auto_enhance)
-    if started_at is None:
-        db.session.refresh(generation)
-        log.info("generation %s is %s; not running it", generation_id, generation.status)
-        return
-    set_committed_value(generation, "started_at", started_at)
     try:
         output = _upscale(generation) if generation.kind == "upscale" else _generate(generation)
     except _Ended:
@@ -883,56 +880,74 @@ def _run(generation: Generation) -> None:
     _succeed(generation, output)
 
 
-def _wait_for_row(generation_id: str) -> Generation | None:
-    """The generation's row; a worker can dequeue its job before the request's commit lands
-    (the job is queued inside the request's transaction), so wait a little, briefly at first."""
+# The first stage of a run: enhancing the prompt, else resolving (loading) the references or the
+# image to upscale, else straight to generating.
+_FIRST_STAGE = case(
+    (Generation.auto_enhance, "enhancing"),
+    (
+        (Generation.kind == "generate")
+        & (func.json_array_length(Generation.reference_images) == 0),
+        "generating",
+    ),
+    else_="resolving",
+)
+
+
+def _claim(generation_id: str) -> tuple[Generation | None, bool]:
+    """pending → processing, once: (the generation, True) when this run started it, (it as
+    it is, False) when it was cancelled, ended or taken, (None, False) when it has no row.
+
+    A job can be dequeued before its request's commit lands (the job is queued inside the
+    request's transaction): then the row is missing for a moment, and the claim is tried
+    again, briefly at first; at once when the commit landed between its two statements."""
     deadline = time.monotonic() + _ROW_WAIT_SECONDS
     pause = 0.001
     while True:
-        generation = _reload(generation_id)
-        if generation is not None or time.monotonic() > deadline:
-            return generation
-        _release()
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+        generation, started = _claim_once(generation_id)
+        if started or (generation is not None and generation.status != "pending"):
+            return generation, started
+        if time.monotonic() > deadline:
+            return generation, False
+        if generation is None:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
-def _start(generation_id: str, *, auto_enhance: bool) -> datetime | None:
-    """pending → processing, once: when it started; None when it was cancelled, ended or
-    taken."""
+def _claim_once(generation_id: str) -> tuple[Generation | None, bool]:
+    """One statement starts the generation and reads it back; when it was not pending, a
+    second one reads it as it is."""
     now = utcnow()
     timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
-    first_stage = "enhancing" if auto_enhance else "resolving"
-    note_changed(generation_id)
-    started = db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation_id, Generation.status == "pending")
-        .values(
-            status="processing",
-            stage=first_stage,
-            started_at=now,
-            deadline_at=now + timedelta(seconds=timeout + _DEADLINE_GRACE_SECONDS),
-            attempts=Generation.attempts + 1,
+    with database.statements_alone(db.session()):
+        note_changed(generation_id)
+        started = db.session.scalar(
+            update(Generation)
+            .where(Generation.id == generation_id, Generation.status == "pending")
+            .values(
+                status="processing",
+                stage=_FIRST_STAGE,
+                started_at=now,
+                deadline_at=now + timedelta(seconds=timeout + _DEADLINE_GRACE_SECONDS),
+                attempts=Generation.attempts + 1,
+            )
+            .returning(Generation)
+            .execution_options(populate_existing=True)
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    if started != 1:
-        return None
-    _announce(generation_id)
-    return now
+        if started is not None:
+            return started, True
+        return _reload(generation_id), False
 
 
 def _stage(generation_id: str, stage: str, **values: Any) -> None:
     """Save and announce the stage; _Ended when the generation is no longer processing."""
-    note_changed(generation_id)
-    moved = db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation_id, Generation.status == "processing")
-        .values(stage=stage, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
+    with database.statements_alone(db.session()):
+        note_changed(generation_id)
+        moved = db.session.execute(
+            update(Generation)
+            .where(Generation.id == generation_id, Generation.status == "processing")
+            .values(stage=stage, **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
     if moved != 1:
         raise _Ended(generation_id)
     _announce(generation_id)
@@ -981,7 +996,8 @@ def _generate(generation: Generation) -> Image:
         _stage(generation.id, "resolving", enhanced_prompt=prompt)
         set_committed_value(generation, "enhanced_prompt", prompt)
     references = _load_references(generation)
-    _stage(generation.id, "generating")
+    if generation.auto_enhance or generation.stage != "generating":  # as _claim left it
+        _stage(generation.id, "generating")
     started = time.monotonic()
     result = provider.generate(
         prompt=prompt,
@@ -1075,8 +1091,6 @@ def _succeed(generation: Generation, output: Image) -> None:
         return
     if marked.deleted_at is not None:  # deleted while it ran: its output goes with it
         images.hide(output, marked.deleted_at)
-    flows.touch(output.flow_id)
-    db.session.refresh(generation)
     delivery = webhooks.schedule(generation, output)
     db.session.commit()
     _after_end(generation.id, delivery)
@@ -1084,12 +1098,12 @@ def _succeed(generation: Generation, output: Image) -> None:
 
 def _mark_success(
     generation_id: str, output_id: str, started_at: datetime | None, now: datetime
-) -> Row[tuple[datetime | None]] | None:
-    """processing → success; the row's `deleted_at` as it is now (the UPDATE locks the row: a
-    deletion that came first is seen here, a later one sees the output), or None when it was
-    no longer processing."""
+) -> Generation | None:
+    """processing → success: the generation as it is now, read back by the same statement
+    (the UPDATE locks the row: a deletion that came first shows in its `deleted_at`, a later
+    one sees the output), or None when it was no longer processing."""
     note_changed(generation_id)
-    return db.session.execute(
+    return db.session.scalar(
         update(Generation)
         .where(Generation.id == generation_id, Generation.status == "processing")
         .values(
@@ -1099,9 +1113,9 @@ def _mark_success(
             completed_at=now,
             processing_ms=_elapsed_ms(started_at, now),
         )
-        .returning(Generation.deleted_at)
-        .execution_options(synchronize_session=False)
-    ).first()
+        .returning(Generation)
+        .execution_options(populate_existing=True)
+    )
 
 
 def warm_up() -> None:
@@ -1111,13 +1125,12 @@ def warm_up() -> None:
     SQLAlchemy's compiled statements instead of compiling them again for each job.
     """
     ghost = new_id()
-    _reload(ghost)
-    _start(ghost, auto_enhance=False)
+    _claim_once(ghost)
     for values in ({}, {"provider_ms": 0}, {"enhanced_prompt": ""}):
         with suppress(_Ended):
             _stage(ghost, "storing", **values)
+    imaging.join_flow(ghost)
     _mark_success(ghost, ghost, None, utcnow())
-    flows.touch(ghost)
     db.session.rollback()
 
 

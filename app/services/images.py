@@ -79,7 +79,6 @@ def upload(
     try:
         if flow_alias is not None:
             aliases.set_flow_alias(flow.id, flow_alias, image.id)
-        flows.touch(flow.id)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

@@ -58,13 +58,13 @@ def test_every_stage_of_a_running_generation_is_seen_on_the_next_poll(api, proje
     gen = factories.make_generation(project, user, run=False)
     assert _poll(api, gen.id)["status"] == "pending"
 
-    assert generations._start(gen.id, auto_enhance=False)
+    assert generations._claim(gen.id)[1]
     assert (_poll(api, gen.id)["status"], _poll(api, gen.id)["stage"]) == (
         "processing",
-        "resolving",
+        "generating",
     )
-    generations._stage(gen.id, "generating")
-    assert _poll(api, gen.id)["stage"] == "generating"
+    generations._stage(gen.id, "storing")
+    assert _poll(api, gen.id)["stage"] == "storing"
 
     generations.fail(gen.id, "PROVIDER_ERROR", "The model did not answer")
     seen = _poll(api, gen.id)
@@ -104,7 +104,7 @@ def test_the_success_commit_itself_is_seen(api, project, user, monkeypatch):
 
 def test_a_retry_back_to_the_queue_is_seen(api, project, user):
     gen = factories.make_generation(project, user, run=False)
-    generations._start(gen.id, auto_enhance=False)
+    generations._claim(gen.id)
     assert _poll(api, gen.id)["status"] == "processing"
 
     generations.requeue(gen.id)
@@ -167,7 +167,7 @@ def test_a_change_to_one_generation_leaves_the_others_remembered(api, app, proje
     assert _poll(api, done.id)["meta"] == {"n": 1}
     _behind_our_back(app, done.id, meta={"n": 2})
 
-    generations._start(busy.id, auto_enhance=False)  # the busy one moves on
+    generations._claim(busy.id)  # the busy one moves on
 
     assert _poll(api, busy.id)["status"] == "processing"
     assert _poll(api, done.id)["meta"] == {"n": 1}  # still remembered: its epoch did not move

@@ -64,6 +64,52 @@ def test_run_takes_a_generation_through_the_stages_to_success(project, user):
     assert db.session.scalar(select(func.count()).select_from(Image)) == 1
 
 
+def test_a_run_starts_at_the_first_stage_it_has_work_for(project, user):
+    plain = _create(project, user)
+    source = _create(project, user, alias="@source")
+    generations.run(source.id)
+    with_reference = _create(project, user, referenceImages=["@source"])
+    enhanced = _create(project, user, autoEnhance=True)
+
+    for generation, first in (
+        (plain, "generating"),  # nothing to enhance or load: no empty stage before it
+        (with_reference, "resolving"),
+        (enhanced, "enhancing"),
+    ):
+        claimed, started = generations._claim(generation.id)
+        assert (started, claimed.status, claimed.stage) == (True, "processing", first)
+        assert _reload(generation.id).stage == first
+
+
+def test_a_row_committed_between_the_claim_and_its_read_back_is_still_run(app, project, user):
+    """The claim misses a row that is not pending yet; by the read-back, its request's commit
+    has landed: the claim is tried again rather than the job dropped."""
+    from sqlalchemy import event, update
+
+    generation = _create(project, user)
+    _set(generation.id, status="processing")  # not claimable for the claim's UPDATE
+    landed = []
+
+    def commit_lands(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("UPDATE generations SET status") and not landed:
+            landed.append(cursor.rowcount)
+            with db.engine.begin() as other:
+                other.execute(
+                    update(Generation)
+                    .where(Generation.id == generation.id)
+                    .values(status="pending")
+                )
+
+    event.listen(db.engine, "after_cursor_execute", commit_lands)
+    try:
+        generations.run(generation.id)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", commit_lands)
+
+    assert landed == [0]  # the first claim did miss it
+    assert _reload(generation.id).status == "success"
+
+
 def test_fail_ends_once_and_refunds_once(project, user):
     generation = _create(project, user)
     assert credits.balance(user.id) == 49
