@@ -82,6 +82,21 @@ def statements_alone(session: OrmSession) -> Iterator[None]:
         _ALONE.reset(token)
 
 
+def commit_keeping(session: OrmSession, kept: object) -> None:
+    """Commit, leaving `kept` loaded: what it holds is what the transaction just wrote (no
+    SELECT when it is read next). Everything else in the session is expired, as a commit
+    does (other rows may have been changed by bulk statements)."""
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire_on_commit
+    if expire_on_commit:
+        for instance in list(session.identity_map.values()):
+            if instance is not kept:
+                session.expire(instance)
+
+
 class Session(flask_sqlalchemy.session.Session):
     """`db.session`: bound to the autocommitting form of the engine in a `@read_only` view and
     inside `statements_alone`."""

@@ -441,7 +441,7 @@ def _accept(generation: Generation, *, enqueue: bool = True, new_flow: bool = Fa
     except BaseException:
         db.session.rollback()
         raise
-    db.session.commit()
+    database.commit_keeping(db.session(), generation)  # its answer needs no SELECT
     return generation
 
 
