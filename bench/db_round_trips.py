@@ -60,8 +60,11 @@ class Relay:
     @staticmethod
     def _copy(source: socket.socket, sink: socket.socket) -> None:
         with source, sink:
-            while data := source.recv(65536):
-                sink.sendall(data)
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:  # the other direction closed both
+                return
 
     @staticmethod
     def _read(sock: socket.socket, size: int) -> bytes:
