@@ -308,7 +308,7 @@ class Listener:
         timeout."""
         if self._pubsub is not None:
             try:
-                message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                message = self._message(timeout)
             except RedisError as exc:
                 log.warning("subscription lost (%s); polling instead", exc)
                 self._pubsub = None
@@ -319,6 +319,18 @@ class Listener:
                 return data.decode() if isinstance(data, bytes) else str(data)
         time.sleep(min(timeout, 1.0))
         return ""
+
+    def _message(self, timeout: float) -> dict[str, Any] | None:
+        """The next published message within `timeout`. redis-py answers None at once for the
+        subscription's confirmation, which is not a timeout: that would have every waiter read
+        its row once more, for nothing, right after subscribing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=max(0.0, deadline - time.monotonic())
+            )
+            if message is not None or time.monotonic() >= deadline:
+                return message
 
     def close(self) -> None:
         if self._pubsub is not None:
