@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.queue_overhead import service_environment  # noqa: E402
+
 _NEGOTIATIONS = {80877103, 80877104}  # SSLRequest, GSSENCRequest: untyped, before the startup
 _ROUND_TRIP_ENDS = {b"Q", b"S"}  # a simple Query, or the Sync that ends an extended query
 
@@ -130,19 +132,11 @@ def main() -> int:
 def run(args: argparse.Namespace, database: str) -> int:
     relay = Relay((args.pg_host, args.pg_port), args.rtt_ms / 1000)
     workdir = Path(tempfile.mkdtemp(prefix="pictor-trips-"))
-    os.environ.update(
-        # sslmode=disable: the relay reads the protocol, which TLS would hide.
-        DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{relay.port}/{database}"
-        "?sslmode=disable",
-        REDIS_URL=args.redis_url,
-        STORAGE_DIR=str(workdir / "storage"),
-        PICTOR_INSTANCE_DIR=str(workdir / "instance"),
-        SECRET_KEY="bench",
-        IMAGE_PROVIDER="local",
-        LOCAL_PROVIDER_DELAY_MS="0",
-    )
-    for name in [k for k in os.environ if k.startswith(("GEMINI_", "FLASK_"))]:
-        del os.environ[name]
+    # sslmode=disable: the relay reads the protocol, which TLS would hide.
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{relay.port}/{database}?sslmode=disable"
+    env = service_environment(url, args.redis_url, workdir)
+    os.environ.clear()
+    os.environ.update(env)
 
     from app import create_app
     from app.extensions import db

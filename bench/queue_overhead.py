@@ -88,6 +88,23 @@ def cpu_snapshot(workers: list[int], database: str) -> dict[str, float]:
     return snapshot
 
 
+def service_environment(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]:
+    """This environment, without Gemini or Flask settings, for the app on `database_url` and
+    `redis_url`, with the local provider at 0 ms delay and its files in `workdir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "FLASK_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        STORAGE_DIR=str(workdir / "storage"),
+        PICTOR_INSTANCE_DIR=str(workdir / "instance"),
+        SECRET_KEY="bench",
+        IMAGE_PROVIDER="local",
+        LOCAL_PROVIDER_DELAY_MS="0",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
@@ -147,17 +164,7 @@ def run(
     from app.models import Generation, Project, User
     from app.services import accounts, credits, generations, projects
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "FLASK_"))}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=args.redis_url,
-        STORAGE_DIR=str(workdir / "storage"),
-        PICTOR_INSTANCE_DIR=str(workdir / "instance"),
-        SECRET_KEY="bench",
-        IMAGE_PROVIDER="local",
-        LOCAL_PROVIDER_DELAY_MS="0",
-        PYTHONPATH=str(ROOT),
-    )
+    env = service_environment(database_url, args.redis_url, workdir)
     os.environ.update(env)
     app = create_app()
     with app.app_context():
