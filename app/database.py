@@ -82,16 +82,26 @@ def statements_alone(session: OrmSession) -> Iterator[None]:
         _ALONE.reset(token)
 
 
+@contextmanager
+def kept_across_commits(session: OrmSession) -> Iterator[None]:
+    """The session's commits in the block leave its objects loaded instead of expired (each
+    expiry costs a SELECT at the next attribute read). For objects whose rows the code changes
+    only through them, or sets what it wrote on them."""
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire_on_commit
+
+
 def commit_keeping(session: OrmSession, kept: object) -> None:
     """Commit, leaving `kept` loaded: what it holds is what the transaction just wrote (no
     SELECT when it is read next). Everything else in the session is expired, as a commit
     does (other rows may have been changed by bulk statements)."""
-    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
-    try:
+    expiring = session.expire_on_commit
+    with kept_across_commits(session):
         session.commit()
-    finally:
-        session.expire_on_commit = expire_on_commit
-    if expire_on_commit:
+    if expiring:
         for instance in list(session.identity_map.values()):
             if instance is not kept:
                 session.expire(instance)

@@ -21,7 +21,7 @@ import math
 import secrets
 import time
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -827,8 +827,12 @@ def watch(
 
 
 def run(generation_id: str) -> None:
-    """Do a generation's work (the RQ job). Ends it success or failed; never charges."""
-    with _kept_across_commits():
+    """Do a generation's work (the RQ job). Ends it success or failed; never charges.
+
+    The job's commits leave the generation loaded: its request fields do not change once
+    accepted, what the job writes is read back by the statement that writes it or set on it,
+    and what others may change meanwhile (its deletion) is read back by the success UPDATE."""
+    with database.kept_across_commits(db.session()):
         generation, started = _claim(generation_id)
         if generation is None:
             log.warning("generation %s has no row (its request was rolled back)", generation_id)
@@ -837,20 +841,6 @@ def run(generation_id: str) -> None:
         else:
             _announce(generation_id)
             _run(generation)
-
-
-@contextmanager
-def _kept_across_commits() -> Iterator[None]:
-    """The job's commits leave the generation loaded, not expired (each expiry cost a SELECT
-    at the next attribute read). Its request fields do not change once accepted; what the job
-    itself writes with UPDATEs is set on it too, and what others may change meanwhile (its
-    deletion) is read back by the statement that ends it."""
-    session = db.session()
-    kept, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        yield
-    finally:
-        session.expire_on_commit = kept
 
 
 def _run(generation: Generation) -> None:
