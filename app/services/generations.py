@@ -986,7 +986,7 @@ def _generate(generation: Generation) -> Image:
         _stage(generation.id, "resolving", enhanced_prompt=prompt)
         set_committed_value(generation, "enhanced_prompt", prompt)
     references = _load_references(generation)
-    if generation.auto_enhance or generation.stage != "generating":  # as _claim left it
+    if generation.stage != "generating":  # the claim started it at enhancing or resolving
         _stage(generation.id, "generating")
     started = time.monotonic()
     result = provider.generate(
