@@ -64,9 +64,18 @@ def get_flow(project_id: str, flow_id: object, *, to_add_to: bool = False) -> Fl
     return flow
 
 
-def touch(flow_id: str | None) -> None:
-    if flow_id:
-        db.session.execute(update(Flow).where(Flow.id == flow_id).values(updated_at=utcnow()))
+def touch(flow_id: str | None) -> str | None:
+    """Move the flow up the list: its id, or None when there is none (deleted meanwhile).
+
+    The UPDATE keeps the flow's row locked until the transaction ends, FOR NO KEY UPDATE: an
+    image stored into it meanwhile cannot lose its flow to a deletion (`delete_flow` locks
+    the flow first, then sees the image), and no share lock has to be upgraded while a
+    deletion waits for it."""
+    if not flow_id:
+        return None
+    return db.session.scalar(
+        update(Flow).where(Flow.id == flow_id).values(updated_at=utcnow()).returning(Flow.id)
+    )
 
 
 def alias_map(flow_id: str) -> dict[str, str]:

@@ -1119,7 +1119,7 @@ def warm_up() -> None:
     for values in ({}, {"provider_ms": 0}, {"enhanced_prompt": ""}):
         with suppress(_Ended):
             _stage(ghost, "storing", **values)
-    imaging.join_flow(ghost)
+    flows.touch(ghost)
     _mark_success(ghost, ghost, None, utcnow())
     db.session.rollback()
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from PIL import Image as PILImage
 from PIL import ImageOps, PngImagePlugin, UnidentifiedImageError
-from sqlalchemy import update
 
 from app.errors import TooLarge, UnsupportedMedia
 from app.extensions import db
-from app.models import Flow, Image, new_id, utcnow
+from app.models import Image, new_id
+from app.services import flows
 from app.storage import get_storage
 
 MAX_PIXELS = 40_000_000  # 40 MP: above this Pillow refuses to decode (pixel-flood images)
@@ -212,7 +212,7 @@ def store(
     image = Image(
         id=image_id,
         project_id=project_id,
-        flow_id=join_flow(flow_id),
+        flow_id=flows.touch(flow_id),  # None when it was deleted meanwhile
         source=source,
         generation_id=generation_id,
         storage_key=key,
@@ -227,22 +227,6 @@ def store(
     db.session.add(image)
     db.session.flush()
     return image
-
-
-def join_flow(flow_id: str | None) -> str | None:
-    """The flow's id, touched (a new image moves its flow up the list), or None when it was
-    deleted meanwhile (its images stay, without a flow).
-
-    The UPDATE keeps the flow row locked until the transaction ends, so the flow cannot be
-    deleted under the new image (`flows.delete_flow` locks it first, then sees the image).
-    It locks FOR NO KEY UPDATE, as a touch would anyway: no share lock to upgrade while a
-    deletion waits for it.
-    """
-    if flow_id is None:
-        return None
-    return db.session.scalar(
-        update(Flow).where(Flow.id == flow_id).values(updated_at=utcnow()).returning(Flow.id)
-    )
 
 
 def remove_files(image: Image) -> None:
