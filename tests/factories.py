@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.models import Project, User
@@ -175,3 +177,20 @@ def upload_image(api: ApiClient, data: bytes | None, filename: str = "photo.png"
         headers={"X-API-Key": api.key},
         content_type="multipart/form-data",
     )
+
+
+@contextmanager
+def statements_sent(engine) -> Iterator[list[str]]:  # noqa: ANN001
+    """The SQL statements `engine` sends to the database inside the block, whitespace folded."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -261,21 +261,12 @@ def test_download_of_an_empty_flow_is_an_empty_zip(api, project):
 
 
 def test_flow_counts_need_no_query_per_flow(api, project, app):
-    from sqlalchemy import event
 
     for _ in range(5):
         flow = factories.make_flow(project)
         factories.make_image(project, flow=flow)
-    statements = []
-
-    def count(*args, **kwargs):
-        statements.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with factories.statements_sent(db.engine) as statements:
         assert len(api.get("/api/v1/flows").get_json()["data"]) == 5
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     flow_queries = [s for s in statements if "flow" in s.lower()]
     assert len(flow_queries) <= 4, flow_queries
     assert db.session.query(Image).count() == 5

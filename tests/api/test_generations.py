@@ -68,20 +68,10 @@ def test_accepted_generation_is_202_with_location_then_succeeds(api, user):
 def test_the_202_answer_is_made_without_reading_the_generation_back(api, app):
     """The accepted generation is answered from what its INSERT wrote: one round trip less
     to the database per request than reading the committed row again."""
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(" ".join(statement.split()))
-
     with app.app_context():
         engine = db.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with factories.statements_sent(engine) as statements:
         response = api.post(URL, json={"prompt": "a lighthouse at dusk", "meta": {"n": 7}})
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert response.status_code == 202
     data = response.get_json()["data"]
