@@ -13,9 +13,10 @@
   autocommitting connection: no `BEGIN` before its first query and no `ROLLBACK` at the end.
   Under READ COMMITTED every statement takes its own snapshot anyway, so the reads see exactly
   what they saw inside a transaction. Only views that never write may be marked.
-- **A statement that is a transaction by itself is sent alone.** Inside `statements_alone()`
-  the session's statements autocommit one by one: one round trip each instead of three
-  (`BEGIN`, the statement, `COMMIT`). A generation's job claims its row and saves its stages so.
+- **A statement that is a transaction by itself is sent alone**, through the driver
+  (`DirectRead`), autocommitted: one round trip instead of three (`BEGIN`, the statement,
+  `COMMIT`), and none of the ORM's per-statement work. A generation's job claims its row and
+  saves its stages so.
 """
 
 from __future__ import annotations
@@ -23,20 +24,22 @@ from __future__ import annotations
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import flask_sqlalchemy.session
 from flask import current_app, has_request_context, request
-from sqlalchemy import Engine, Select, Update, event
+from sqlalchemy import Engine, Select, Update, event, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M")
 READ_METHODS = frozenset({"GET", "HEAD"})
 _AUTOCOMMIT = "_pictor_autocommit"  # the attribute an engine keeps its autocommitting form in
-_ALONE: ContextVar[bool] = ContextVar("pictor_statements_alone", default=False)
 
 
 def read_only(view: F) -> F:
@@ -63,23 +66,28 @@ def _autocommit(engine: Engine) -> Engine:
     return found
 
 
-@contextmanager
-def statements_alone(session: OrmSession) -> Iterator[None]:
-    """Each statement of `session` in the block is committed as it runs, without `BEGIN` and
-    `COMMIT` around it. For steps that are one statement each, which nothing else must be
-    committed with: the session's open transaction, if any, is committed first."""
+def attached(session: OrmSession, model: type[M], values: dict[str, Any]) -> M:
+    """The row of `model` whose columns are `values` (as a DirectRead returned them), in
+    `session` as if the session had loaded it: nothing to flush, no statement. An instance of
+    that row already in the session takes the values (as `populate_existing` would)."""
+    mapper = inspect(model)
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    instance = session.identity_map.get(key)
+    if instance is not None:
+        for name, value in values.items():
+            set_committed_value(instance, name, value)
+        return instance
+    instance = model(**values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
+
+
+def commit_open(session: OrmSession) -> None:
+    """Commit the session's transaction, if one is open: before a statement sent on a
+    connection of its own, which must neither wait for it nor be committed with it."""
     if session.in_transaction():
         session.commit()
-    token = _ALONE.set(True)
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
-    else:
-        session.commit()  # gives the connection back; nothing is left to commit
-    finally:
-        _ALONE.reset(token)
 
 
 @contextmanager
@@ -108,12 +116,11 @@ def commit_keeping(session: OrmSession, kept: object) -> None:
 
 
 class Session(flask_sqlalchemy.session.Session):
-    """`db.session`: bound to the autocommitting form of the engine in a `@read_only` view and
-    inside `statements_alone`."""
+    """`db.session`: bound to the autocommitting form of the engine in a `@read_only` view."""
 
     def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):  # noqa: ANN201
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
-        if bind is None and isinstance(engine, Engine) and (_ALONE.get() or _request_reads_only()):
+        if bind is None and isinstance(engine, Engine) and _request_reads_only():
             return _autocommit(engine)
         return engine
 
@@ -195,23 +202,41 @@ def _lost(driver: Any) -> bool:
     return bool(driver is None or driver.closed or driver.broken)
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    constants: dict[str, Any]  # the statement's own values, as the driver takes them
+    binders: dict[str, Callable[[Any], Any]]  # a parameter's bind processor, where it has one
+
+
 class DirectRead:
     """A SELECT (or UPDATE … RETURNING) built once and run with `fetch_one` on PostgreSQL, its
-    columns converted as SQLAlchemy converts them (a UTCDateTime comes back timezone-aware);
-    through the engine, autocommitted, on other databases. Parameters must be of types the
-    driver takes as they are (strings, numbers, naive UTC datetimes): they are not converted."""
+    parameters and columns converted as SQLAlchemy converts them (a UTCDateTime is given and
+    comes back timezone-aware); through the engine, autocommitted, on other databases."""
 
     def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
-        self._sql: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._sql: dict[str, _Compiled] = {}
         self._processors: dict[str, list[Callable[[Any], Any] | None]] = {}
 
-    def _compiled(self, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    def _compiled(self, dialect: Dialect) -> _Compiled:
         found = self._sql.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
-            constants = {key: value for key, value in compiled.params.items() if value is not None}
-            found = self._sql[dialect.name] = (str(compiled), constants)
+            binders = {
+                name: binder
+                for name, binder in (
+                    (name, bind.type._cached_bind_processor(dialect))  # noqa: SLF001
+                    for bind, name in compiled.bind_names.items()
+                )
+                if binder is not None
+            }
+            constants = {
+                key: binders[key](value) if key in binders else value
+                for key, value in compiled.params.items()
+                if value is not None
+            }
+            found = self._sql[dialect.name] = _Compiled(str(compiled), constants, binders)
         return found
 
     def _converters(self, dialect: Dialect, description: Any) -> list[Callable[[Any], Any] | None]:
@@ -227,10 +252,16 @@ class DirectRead:
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 row = conn.execute(self.statement, params).first()
             return None if row is None else tuple(row)
-        sql, constants = self._compiled(engine.dialect)
+        compiled = self._compiled(engine.dialect)
+        bound = {
+            key: value
+            if value is None or key not in compiled.binders
+            else compiled.binders[key](value)
+            for key, value in params.items()
+        }
         converters = self._processors.get(engine.dialect.name)
         row, description = fetch_one(
-            engine, sql, {**constants, **params}, describe=converters is None
+            engine, compiled.sql, {**compiled.constants, **bound}, describe=converters is None
         )
         if row is None:
             return None

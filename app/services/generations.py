@@ -14,6 +14,7 @@ generation is refunded at most once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -903,43 +904,66 @@ def _claim(generation_id: str) -> tuple[Generation | None, bool]:
             pause = min(pause * 2, 0.05)
 
 
+# The job's own steps are one statement each, sent straight through the driver
+# (`database.DirectRead`) on a connection of their own and committed by themselves: each is
+# one round trip, without the ORM's per-statement work (~1 ms of CPU each in a work-horse,
+# whose caches the image work has just emptied). The generation's epoch is replaced after each.
+_CLAIM = database.DirectRead(
+    update(Generation)
+    .where(Generation.id == bindparam("generation_id"), Generation.status == "pending")
+    .values(
+        status="processing",
+        stage=_FIRST_STAGE,
+        started_at=bindparam("now"),
+        deadline_at=bindparam("deadline"),
+        attempts=Generation.attempts + 1,
+    )
+    .returning(*(getattr(Generation, name) for name in _GENERATION_FIELDS))
+)
+
+
 def _claim_once(generation_id: str) -> tuple[Generation | None, bool]:
     """One statement starts the generation and reads it back; when it was not pending, a
     second one reads it as it is."""
     now = utcnow()
     timeout = int(current_app.config["JOB_TIMEOUT_SECONDS"])
-    with database.statements_alone(db.session()):
-        note_changed(generation_id)
-        started = db.session.scalar(
-            update(Generation)
-            .where(Generation.id == generation_id, Generation.status == "pending")
-            .values(
-                status="processing",
-                stage=_FIRST_STAGE,
-                started_at=now,
-                deadline_at=now + timedelta(seconds=timeout + _DEADLINE_GRACE_SECONDS),
-                attempts=Generation.attempts + 1,
-            )
-            .returning(Generation)
-            .execution_options(populate_existing=True)
-        )
-        if started is not None:
-            return started, True
+    database.commit_open(db.session())
+    started = _CLAIM.first(
+        db.engine,
+        {
+            "generation_id": generation_id,
+            "now": now,
+            "deadline": now + timedelta(seconds=timeout + _DEADLINE_GRACE_SECONDS),
+        },
+    )
+    if started is None:
         return _reload(generation_id), False
+    READS_EPOCH.replace({generation_id})
+    values = dict(zip(_GENERATION_FIELDS, started, strict=True))
+    return database.attached(db.session(), Generation, values), True
+
+
+@functools.cache
+def _stage_statement(names: tuple[str, ...]) -> database.DirectRead:
+    """Save a stage, and with it the columns `names` (parameters "new_<name>")."""
+    return database.DirectRead(
+        update(Generation)
+        .where(Generation.id == bindparam("generation_id"), Generation.status == "processing")
+        .values(stage=bindparam("stage"), **{name: bindparam(f"new_{name}") for name in names})
+        .returning(Generation.id)
+    )
 
 
 def _stage(generation_id: str, stage: str, **values: Any) -> None:
     """Save and announce the stage; _Ended when the generation is no longer processing."""
-    with database.statements_alone(db.session()):
-        note_changed(generation_id)
-        moved = db.session.execute(
-            update(Generation)
-            .where(Generation.id == generation_id, Generation.status == "processing")
-            .values(stage=stage, **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    if moved != 1:
+    database.commit_open(db.session())
+    params = {f"new_{name}": value for name, value in values.items()}
+    moved = _stage_statement(tuple(sorted(values))).first(
+        db.engine, {"generation_id": generation_id, "stage": stage, **params}
+    )
+    if moved is None:
         raise _Ended(generation_id)
+    READS_EPOCH.replace({generation_id})
     _announce(generation_id)
 
 

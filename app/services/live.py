@@ -518,8 +518,7 @@ def _hit_in_database(project_id: str, key: str) -> Served | None:
     engine = db.engine
     now = utcnow()
     if engine.dialect.name == "postgresql":
-        # The driver gets what UTCDateTime would bind: naive UTC.
-        params = {"live_project": project_id, "live_key": key, "hit_at": now.replace(tzinfo=None)}
+        params = {"live_project": project_id, "live_key": key, "hit_at": now}
         found = _HIT_POSTGRES.first(engine, params)
         if found is None:
             return None

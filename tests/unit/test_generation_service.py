@@ -91,8 +91,9 @@ def test_a_row_committed_between_the_claim_and_its_read_back_is_still_run(app, p
     landed = []
 
     def commit_lands(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.startswith("UPDATE generations SET status") and not landed:
-            landed.append(cursor.rowcount)
+        # The read-back (a SELECT through the session) follows only a claim that missed.
+        if statement.startswith("SELECT generations.") and not landed:
+            landed.append(statement)
             with db.engine.begin() as other:
                 other.execute(
                     update(Generation)
@@ -100,13 +101,13 @@ def test_a_row_committed_between_the_claim_and_its_read_back_is_still_run(app, p
                     .values(status="pending")
                 )
 
-    event.listen(db.engine, "after_cursor_execute", commit_lands)
+    event.listen(db.engine, "before_cursor_execute", commit_lands)
     try:
         generations.run(generation.id)
     finally:
-        event.remove(db.engine, "after_cursor_execute", commit_lands)
+        event.remove(db.engine, "before_cursor_execute", commit_lands)
 
-    assert landed == [0]  # the first claim did miss it
+    assert len(landed) == 1  # the first claim did miss it
     assert _reload(generation.id).status == "success"
 
 
