@@ -142,6 +142,16 @@ class PictorWorker(Worker):
             self._fork_horse()
         self.set_state(WorkerStatus.IDLE)
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat (three commands), sent as one round trip when it has no pipeline:
+        it runs between every dequeue and the job's hand-over."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as batch:
+            super().heartbeat(timeout, pipeline=batch)
+            batch.execute()
+
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
         self._fork_horse()
