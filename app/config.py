@@ -150,6 +150,8 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "EMBEDDED_WORKER": _bool(env.get("EMBEDDED_WORKER"), True),
         "SWEEP_INTERVAL_SECONDS": _int(env, "SWEEP_INTERVAL_SECONDS", 30),
         "WORKER_MONITOR_SECONDS": _int(env, "WORKER_MONITOR_SECONDS", 5),
+        # A work-horse is replaced after this many jobs: whatever it leaks stays bounded.
+        "WORKER_HORSE_JOBS": max(1, _int(env, "WORKER_HORSE_JOBS", 100)),
         "WORKER_LOST_AFTER_SECONDS": _int(env, "WORKER_LOST_AFTER_SECONDS", 30),
         "WEBHOOK_TIMEOUT_SECONDS": float(env.get("WEBHOOK_TIMEOUT_SECONDS") or 10),
         "WEBHOOK_RETRY_BASE_SECONDS": float(env.get("WEBHOOK_RETRY_BASE_SECONDS") or 10),

@@ -4,8 +4,8 @@ HTTP traffic is measured by the process that served it (aggregated across gunico
 through PROMETHEUS_MULTIPROC_DIR). Generations, provider latency and credits are read from the
 database at scrape time, one query each, and queue depth from Redis: they are cluster-wide facts
 that no single process sees, and they stay right however many workers on however many hosts
-did the work (RQ work-horses are forks, replaced every HORSE_JOBS jobs or when they die, each of
-which would leave a metrics file behind).
+did the work (RQ work-horses are forks, replaced every WORKER_HORSE_JOBS jobs or when they die,
+each of which would leave a metrics file behind).
 """
 
 from __future__ import annotations

@@ -83,8 +83,6 @@ def horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         generations.fail(job.args[0], "WORKER_LOST", generations.WORKER_LOST_MESSAGE)
 
 
-HORSE_JOBS = 100  # a work-horse is replaced after this many jobs: whatever it leaks stays bounded
-
 # This process's ends of the worker–horse pipes. Any child it forks (RQ's scheduler process)
 # closes them, so that a pipe's far end closes exactly when the horse or the worker dies.
 _PIPE_ENDS: set[int] = set()
@@ -119,7 +117,7 @@ class PictorWorker(Worker):
     RQ forks a work-horse per job; the fork, the horse's new database connection (a new
     PostgreSQL backend with cold caches) and the pages it copies on write were half of a
     generation's queue overhead. Here the horse is forked once and takes its jobs over a pipe,
-    answering each with a byte, and is replaced after HORSE_JOBS jobs, or after a job that
+    answering each with a byte, and is replaced after `horse_jobs` jobs, or after a job that
     failed in it (a timeout interrupts a job anywhere, a database connection mid-exchange
     included: the next job should not inherit that).
 
@@ -131,13 +129,14 @@ class PictorWorker(Worker):
     """
 
     _horse: _Horse | None = None
+    horse_jobs = 100  # WORKER_HORSE_JOBS
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         self._horse_pid = self._hand_over(job, queue, execution)
         self.monitor_work_horse(job, queue, execution)
         horse = self._horse
-        if horse is None or horse.spent or horse.done >= HORSE_JOBS:  # lost, spent or old
+        if horse is None or horse.spent or horse.done >= self.horse_jobs:  # lost, spent or old
             self._retire()
             self._fork_horse()
         self.set_state(WorkerStatus.IDLE)
@@ -287,6 +286,7 @@ def run_worker(app: Flask, connection: Redis, *, burst: bool = False) -> bool:
         work_horse_killed_handler=horse_killed,
         job_monitoring_interval=int(app.config["WORKER_MONITOR_SECONDS"]),
     )
+    worker.horse_jobs = int(app.config["WORKER_HORSE_JOBS"])
     stop = threading.Event()
     if not burst:
         cron = Cron(connection, app.config)

@@ -223,6 +223,27 @@ def test_one_work_horse_serves_many_jobs_and_a_dead_one_is_replaced(api, workers
     assert worker.poll() is None
 
 
+def test_a_work_horse_is_replaced_after_its_share_of_jobs(api, workers):
+    """Whatever a horse leaks stays bounded: after WORKER_HORSE_JOBS jobs it is retired, and
+    its successor serves the next ones."""
+    worker = workers.start(WORKER_HORSE_JOBS="2")
+
+    def generate(prompt: str) -> None:
+        response = api.post(
+            "/api/v1/generations", json={"prompt": prompt}, headers={"Prefer": "wait=60"}
+        )
+        assert response.get_json()["data"]["status"] == "success", workers.logs()
+
+    generate("one")
+    first = _horse(worker.pid)
+    generate("two")  # its second job: retired once it has reported the job done
+    _wait_until(lambda: _horse_or_none(worker.pid) not in (None, first), 30, "a new horse")
+    second = _horse(worker.pid)
+    generate("three")
+    assert _horse(worker.pid) == second  # one job into its share
+    assert worker.poll() is None
+
+
 def test_a_job_that_times_out_is_refunded_and_the_next_one_runs_in_a_new_horse(
     app, api, user, workers
 ):
