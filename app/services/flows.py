@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 
 from app.errors import Invalid, not_found
 from app.extensions import db
@@ -64,8 +64,20 @@ def get_flow(project_id: str, flow_id: object, *, to_add_to: bool = False) -> Fl
     return flow
 
 
+_flows = Flow.__table__
+# Built once and sent on the session's connection, not through the ORM: its bookkeeping for an
+# UPDATE (matching the statement against loaded objects) cost ~0.6 ms of CPU in a work-horse,
+# for a statement that only locks a row and stamps it.
+_TOUCH = (
+    update(_flows)
+    .where(_flows.c.id == bindparam("flow_id"))
+    .values(updated_at=bindparam("now"))
+    .returning(_flows.c.id)
+)
+
+
 def touch(flow_id: str | None) -> str | None:
-    """Move the flow up the list: its id, or None when there is none (deleted meanwhile).
+    """Stamp the flow's `updated_at`: its id, or None when there is none (deleted meanwhile).
 
     The UPDATE keeps the flow's row locked until the transaction ends, FOR NO KEY UPDATE: an
     image stored into it meanwhile cannot lose its flow to a deletion (`delete_flow` locks
@@ -73,9 +85,15 @@ def touch(flow_id: str | None) -> str | None:
     deletion waits for it."""
     if not flow_id:
         return None
-    return db.session.scalar(
-        update(Flow).where(Flow.id == flow_id).values(updated_at=utcnow()).returning(Flow.id)
+    touched = (
+        db.session.connection()
+        .execute(_TOUCH, {"flow_id": flow_id, "now": utcnow()})
+        .scalar_one_or_none()
     )
+    loaded = db.session.identity_map.get(db.session.identity_key(Flow, flow_id))
+    if loaded is not None:  # it reads its new stamp when next used
+        db.session.expire(loaded, ["updated_at"])
+    return touched
 
 
 def alias_map(flow_id: str) -> dict[str, str]:

@@ -421,7 +421,7 @@ def create(
 
 def _accept(generation: Generation, *, enqueue: bool = True, new_flow: bool = False) -> Generation:
     """Insert, debit, enqueue, commit — or leave nothing behind. With `new_flow` the generation
-    starts a flow of its own; a flow it joins is touched instead (it moves up the list)."""
+    starts a flow of its own; a flow it joins is touched instead (its `updated_at`)."""
     generation.status, generation.stage = "pending", "queued"
     generation.job_id = generation.id
     try:

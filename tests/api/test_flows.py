@@ -59,6 +59,20 @@ def test_create_flow_with_meta_and_without_a_body(api, project):
     assert bare.get_json()["data"]["meta"] == {}
 
 
+def test_a_generation_into_a_flow_stamps_its_updated_at(api):
+    flow = api.post("/api/v1/flows", json={}).get_json()["data"]
+    done = api.post(
+        "/api/v1/generations",
+        json={"prompt": "the next step", "flowId": flow["id"]},
+        headers={"Prefer": "wait=30"},
+    ).get_json()["data"]
+    assert done["status"] == "success" and done["flowId"] == flow["id"]
+    now = api.get(f"/api/v1/flows/{flow['id']}").get_json()["data"]
+    assert now["createdAt"] == flow["createdAt"]
+    assert now["updatedAt"] > flow["updatedAt"]  # ISO 8601 in UTC: ordered as text
+    assert now["generationCount"] == 1 and now["imageCount"] == 1
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
