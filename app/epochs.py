@@ -70,8 +70,10 @@ class Epoch:
             _, value = pipe.execute()
         return value_of(value)
 
-    def replace(self, scopes: set[str | None]) -> None:
-        """Forget here and make every other process forget (by a new epoch), per scope."""
+    def replace(self, scopes: set[str | None], *, publish: tuple[str, str] | None = None) -> None:
+        """Forget here and make every other process forget (by a new epoch), per scope. With
+        `publish` (channel, message), the message is published in the same round trip, after
+        the new epochs: for a caller whose listeners subscribe on this Redis."""
         from app import ratelimit
 
         for scope in scopes:
@@ -83,6 +85,8 @@ class Epoch:
             with shared.pipeline(transaction=False) as pipe:
                 for scope in scopes:
                     pipe.set(self.key_for(scope), uuid.uuid4().hex, ex=self.expire_after)
+                if publish is not None:
+                    pipe.publish(*publish)
                 pipe.execute()
         except RedisError:
             log.warning(

@@ -840,7 +840,6 @@ def run(generation_id: str) -> None:
         elif not started:
             log.info("generation %s is %s; not running it", generation_id, generation.status)
         else:
-            _announce(generation_id)
             _run(generation)
 
 
@@ -907,7 +906,7 @@ def _claim(generation_id: str) -> tuple[Generation | None, bool]:
 # The job's own steps are one statement each, sent straight through the driver
 # (`database.DirectRead`) on a connection of their own and committed by themselves: each is
 # one round trip, without the ORM's per-statement work (~1 ms of CPU each in a work-horse,
-# whose caches the image work has just emptied). The generation's epoch is replaced after each.
+# whose caches the image work has just emptied). Each is followed by `_changed`.
 _CLAIM = database.DirectRead(
     update(Generation)
     .where(Generation.id == bindparam("generation_id"), Generation.status == "pending")
@@ -938,7 +937,7 @@ def _claim_once(generation_id: str) -> tuple[Generation | None, bool]:
     )
     if started is None:
         return _reload(generation_id), False
-    READS_EPOCH.replace({generation_id})
+    _changed(generation_id)
     values = dict(zip(_GENERATION_FIELDS, started, strict=True))
     return database.attached(db.session(), Generation, values), True
 
@@ -963,6 +962,17 @@ def _stage(generation_id: str, stage: str, **values: Any) -> None:
     )
     if moved is None:
         raise _Ended(generation_id)
+    _changed(generation_id)
+
+
+def _changed(generation_id: str) -> None:
+    """After a statement outside the session changed the generation: what other processes
+    remember of it is dropped (its epoch replaced) and its watchers are told; in one round
+    trip when the epochs live on the queue's Redis (the default: both on REDIS_URL)."""
+    config = current_app.config
+    if config.get("REDIS_URL") and config.get("RATELIMIT_STORAGE_URI") == config["REDIS_URL"]:
+        READS_EPOCH.replace({generation_id}, publish=(channel(generation_id), _PROGRESS))
+        return
     READS_EPOCH.replace({generation_id})
     _announce(generation_id)
 
