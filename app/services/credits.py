@@ -12,7 +12,19 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Update,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import InsufficientCredits, Invalid
@@ -32,19 +44,16 @@ def next_reset(after: datetime) -> datetime:
     return after.replace(year=year, month=month, day=day)
 
 
-def _apply(
-    user_id: str,
-    type_: str,
+def _balance_update(
+    user_id: Any,
     monthly_delta: Any,
     purchased_delta: Any,
     *,
     condition: ColumnElement[bool] | None = None,
     extra_values: dict[str, Any] | None = None,
-    generation_id: str | None = None,
-    note: str | None = None,
-    dedupe_key: str | None = None,
-) -> CreditTransaction | None:
-    """One conditional UPDATE of both buckets plus its ledger row. None if the WHERE failed."""
+) -> Update:
+    """The conditional UPDATE of both buckets, which stores the deltas it applied (computed
+    from the row as it stands) and returns them with the new balances."""
     values = {
         "credits_monthly": User.credits_monthly + monthly_delta,
         "credits_purchased": User.credits_purchased + purchased_delta,
@@ -52,7 +61,7 @@ def _apply(
         "last_purchased_delta": purchased_delta,
         **(extra_values or {}),
     }
-    row = db.session.execute(
+    return (
         update(User)
         .where(User.id == user_id, condition if condition is not None else true())
         .values(values)
@@ -62,8 +71,37 @@ def _apply(
             User.last_monthly_delta,
             User.last_purchased_delta,
         )
-        .execution_options(synchronize_session=False)
-    ).first()
+    )
+
+
+# Every generation's request debits: that UPDATE is built once, its cost and user bound
+# parameters (building and caching it per call was ~0.3 ms of CPU).
+_COST = bindparam("cost", type_=Integer)
+_FROM_MONTHLY = case((User.credits_monthly >= _COST, _COST), else_=User.credits_monthly)
+_DEBIT = _balance_update(
+    bindparam("user_id"),
+    -_FROM_MONTHLY,
+    -(_COST - _FROM_MONTHLY),
+    condition=User.credits_monthly + User.credits_purchased >= _COST,
+)
+
+
+def _apply(
+    user_id: str,
+    type_: str,
+    statement: Update,
+    params: dict[str, Any] | None = None,
+    *,
+    generation_id: str | None = None,
+    note: str | None = None,
+    dedupe_key: str | None = None,
+) -> CreditTransaction | None:
+    """A balance UPDATE (`_balance_update`) plus its ledger row; None if its WHERE failed.
+
+    The UPDATE goes on the session's connection, inside its transaction, without the ORM's
+    bookkeeping for a bulk statement (~0.4 ms of CPU): a loaded User is expired by the
+    caller (`_expire`)."""
+    row = db.session.connection().execute(statement, params or {}).first()
     if row is None:
         return None
     monthly, purchased, d_monthly, d_purchased = (int(v) for v in row)
@@ -97,13 +135,11 @@ def debit(
     debit together with what it paid for. InsufficientCredits when the balance is too low."""
     if cost < 0:
         raise ValueError("cost must be >= 0")
-    from_monthly = case((User.credits_monthly >= cost, literal(cost)), else_=User.credits_monthly)
     entry = _apply(
         user_id,
         "usage",
-        -from_monthly,
-        -(literal(cost) - from_monthly),
-        condition=User.credits_monthly + User.credits_purchased >= cost,
+        _DEBIT,
+        {"user_id": user_id, "cost": cost},
         generation_id=generation_id,
         note=note,
         dedupe_key=f"usage:{generation_id}" if generation_id else None,
@@ -134,8 +170,7 @@ def refund(generation_id: str, *, note: str | None = None) -> CreditTransaction 
             entry = _apply(
                 usage.user_id,
                 "refund",
-                -usage.monthly_delta,
-                -usage.purchased_delta,
+                _balance_update(usage.user_id, -usage.monthly_delta, -usage.purchased_delta),
                 generation_id=generation_id,
                 note=note,
                 dedupe_key=f"refund:{generation_id}",
@@ -184,8 +219,7 @@ def add(
             entry = _apply(
                 user_id,
                 type_,
-                *deltas,
-                condition=column + amount >= 0,
+                _balance_update(user_id, *deltas, condition=column + amount >= 0),
                 note=note,
                 dedupe_key=dedupe_key,
             )
@@ -218,10 +252,13 @@ def reset_monthly(
     entry = _apply(
         user_id,
         "reset",
-        literal(allowance) - User.credits_monthly,
-        0,
-        condition=None if force else due,
-        extra_values={"credits_resets_at": next_reset(now)},
+        _balance_update(
+            user_id,
+            literal(allowance) - User.credits_monthly,
+            0,
+            condition=None if force else due,
+            extra_values={"credits_resets_at": next_reset(now)},
+        ),
         note=note,
     )
     db.session.commit()
