@@ -102,6 +102,33 @@ def _close_pipe_ends() -> None:
 os.register_at_fork(after_in_child=_close_pipe_ends)
 
 
+class PictorJob(Job):
+    """RQ's job, keeping the hash it was restored from: the worker hands it to its horse,
+    which then has the job without reading it from Redis again (a forked horse of RQ's own
+    has it in the memory it was forked with)."""
+
+    raw: dict[bytes, bytes] | None = None
+
+    def restore(self, raw_data: Any) -> Any:
+        self.raw = raw_data
+        return super().restore(raw_data)
+
+
+def job_line(job: Job, queue_name: str, execution_id: str, created: float) -> bytes:
+    """What the worker writes to its horse for a job: one line of JSON, the job's hash in it
+    with every byte as the code point of the same value (JSON escapes a newline)."""
+    raw = getattr(job, "raw", None)
+    text = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw.items()} if raw else None
+    fields = [job.id, queue_name, execution_id, created, text]
+    return json.dumps(fields, ensure_ascii=False).encode() + b"\n"
+
+
+def read_job_line(line: bytes) -> tuple[str, str, str, float, dict[bytes, bytes] | None]:
+    job_id, queue_name, execution_id, created, text = json.loads(line)
+    raw = {k.encode("latin-1"): v.encode("latin-1") for k, v in text.items()} if text else None
+    return job_id, queue_name, execution_id, created, raw
+
+
 @dataclass
 class _Horse:
     pid: int
@@ -116,7 +143,8 @@ class PictorWorker(Worker):
 
     RQ forks a work-horse per job; the fork, the horse's new database connection (a new
     PostgreSQL backend with cold caches) and the pages it copies on write were half of a
-    generation's queue overhead. Here the horse is forked once and takes its jobs over a pipe,
+    generation's queue overhead. Here the horse is forked once and takes its jobs over a pipe
+    (each as the worker dequeued it, `job_line`: the horse does not read it from Redis again),
     answering each with a byte, and is replaced after `horse_jobs` jobs, or after a job that
     failed in it (a timeout interrupts a job anywhere, a database connection mid-exchange
     included: the next job should not inherit that).
@@ -130,6 +158,7 @@ class PictorWorker(Worker):
 
     _horse: _Horse | None = None
     horse_jobs = 100  # WORKER_HORSE_JOBS
+    job_class = PictorJob
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
@@ -172,8 +201,7 @@ class PictorWorker(Worker):
         super().teardown()
 
     def _hand_over(self, job: Job, queue: Queue, execution: Execution) -> int:
-        ids = [job.id, queue.name, execution.id, execution.created_at.timestamp()]
-        line = json.dumps(ids).encode() + b"\n"
+        line = job_line(job, queue.name, execution.id, execution.created_at.timestamp())
         try:
             return self._send(line)
         except BrokenPipeError:  # it died while idle: reap it and fork another, once
@@ -182,7 +210,9 @@ class PictorWorker(Worker):
 
     def _send(self, line: bytes) -> int:
         horse = self._horse or self._fork_horse()
-        os.write(horse.jobs, line)  # < PIPE_BUF: written whole
+        view = memoryview(line)
+        while view:  # the worker is the pipe's only writer: a line may take several writes
+            view = view[os.write(horse.jobs, view) :]
         return horse.pid
 
     def _fork_horse(self) -> _Horse:
@@ -218,12 +248,10 @@ class PictorWorker(Worker):
         _warm_up()  # its own connection, and its PostgreSQL backend's caches
         with os.fdopen(jobs_out, "rb") as lines:
             for line in lines:
-                job_id, queue_name, execution_id, created = json.loads(line)
+                job_id, queue_name, execution_id, created, raw = read_job_line(line)
                 try:
-                    job = self.job_class.fetch(
-                        job_id, connection=self.connection, serializer=self.serializer
-                    )
-                except NoSuchJobError:  # deleted since it was dequeued: nothing to run
+                    job = self.job_from(job_id, raw)
+                except NoSuchJobError:  # gone from Redis, and not handed over: nothing to run
                     os.write(reports_in, b".")
                     continue
                 queue = next(q for q in self.queues if q.name == queue_name)
@@ -233,6 +261,16 @@ class PictorWorker(Worker):
                 os.environ["RQ_JOB_ID"] = job_id
                 succeeded = self.perform_job(job, queue, execution)
                 os.write(reports_in, b"." if succeeded else b"!")
+
+    def job_from(self, job_id: str, raw: dict[bytes, bytes] | None) -> Job:
+        """The job as the worker dequeued it (`raw`), else as Redis has it now."""
+        if raw is None:
+            return self.job_class.fetch(
+                job_id, connection=self.connection, serializer=self.serializer
+            )
+        job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
+        job.restore(raw)
+        return job
 
     def _reap(self, horse: _Horse) -> tuple[int | None, int | None, Any]:
         if self._horse is horse:
