@@ -70,17 +70,18 @@ class Epoch:
             _, value = pipe.execute()
         return value_of(value)
 
-    def replace(self, scopes: set[str | None], *, publish: tuple[str, str] | None = None) -> None:
+    def replace(self, scopes: set[str | None], *, publish: tuple[str, str] | None = None) -> bool:
         """Forget here and make every other process forget (by a new epoch), per scope. With
         `publish` (channel, message), the message is published in the same round trip, after
-        the new epochs: for a caller whose listeners subscribe on this Redis."""
+        the new epochs: for a caller whose listeners subscribe on this Redis. False when there
+        is no shared Redis (nothing was sent, `publish` included)."""
         from app import ratelimit
 
         for scope in scopes:
             self.forget(scope)
         shared = ratelimit.shared_redis()
         if shared is None:
-            return
+            return False
         try:
             with shared.pipeline(transaction=False) as pipe:
                 for scope in scopes:
@@ -95,6 +96,7 @@ class Epoch:
                 self.what,
                 self.remember_for,
             )
+        return True
 
     def is_current(self, stamp: str, epoch: str) -> bool:
         """Whether a memory stamped `stamp` may be trusted under an unscoped `epoch` (as Redis

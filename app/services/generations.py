@@ -973,9 +973,11 @@ def _changed(generation_id: str) -> None:
     trip when the epochs live on the queue's Redis (the default: both on REDIS_URL)."""
     config = current_app.config
     if config.get("REDIS_URL") and config.get("RATELIMIT_STORAGE_URI") == config["REDIS_URL"]:
-        READS_EPOCH.replace({generation_id}, publish=(channel(generation_id), _PROGRESS))
-        return
-    READS_EPOCH.replace({generation_id})
+        news = (channel(generation_id), _PROGRESS)
+        if READS_EPOCH.replace({generation_id}, publish=news):
+            return
+    else:
+        READS_EPOCH.replace({generation_id})
     _announce(generation_id)
 
 
