@@ -70,33 +70,36 @@ class Epoch:
             _, value = pipe.execute()
         return value_of(value)
 
-    def replace(self, scopes: set[str | None], *, publish: tuple[str, str] | None = None) -> bool:
+    def replace(self, scopes: set[str | None], *, publish: tuple[str, str] | None = None) -> None:
         """Forget here and make every other process forget (by a new epoch), per scope. With
-        `publish` (channel, message), the message is published in the same round trip, after
-        the new epochs: for a caller whose listeners subscribe on this Redis. False when there
-        is no shared Redis (nothing was sent, `publish` included)."""
-        from app import ratelimit
+        `publish` (channel, message), the message then goes to the queue's subscribers
+        (`queue.publish`): in the same round trip as the new epochs when they live on the
+        queue's Redis."""
+        from app import queue, ratelimit
 
         for scope in scopes:
             self.forget(scope)
         shared = ratelimit.shared_redis()
-        if shared is None:
-            return False
-        try:
-            with shared.pipeline(transaction=False) as pipe:
-                for scope in scopes:
-                    pipe.set(self.key_for(scope), uuid.uuid4().hex, ex=self.expire_after)
-                if publish is not None:
-                    pipe.publish(*publish)
-                pipe.execute()
-        except RedisError:
-            log.warning(
-                "could not replace %s: other processes may use stale %s for up to %s s",
-                self.key,
-                self.what,
-                self.remember_for,
-            )
-        return True
+        together = (
+            publish is not None and shared is not None and ratelimit.shared_redis_is_the_queues()
+        )
+        if shared is not None:
+            try:
+                with shared.pipeline(transaction=False) as pipe:
+                    for scope in scopes:
+                        pipe.set(self.key_for(scope), uuid.uuid4().hex, ex=self.expire_after)
+                    if together:
+                        pipe.publish(*publish)
+                    pipe.execute()
+            except RedisError:
+                log.warning(
+                    "could not replace %s: other processes may use stale %s for up to %s s",
+                    self.key,
+                    self.what,
+                    self.remember_for,
+                )
+        if publish is not None and not together:
+            queue.publish(*publish)
 
     def is_current(self, stamp: str, epoch: str) -> bool:
         """Whether a memory stamped `stamp` may be trusted under an unscoped `epoch` (as Redis

@@ -94,6 +94,15 @@ def shared_redis() -> Redis | None:
     return storage.get_connection() if isinstance(storage, RedisStorage) else None
 
 
+def shared_redis_is_the_queues() -> bool:
+    """Whether `shared_redis` is the queue's Redis (RATELIMIT_STORAGE_URI = REDIS_URL, the
+    default), so that what the queue's subscribers listen for can be published on it."""
+    config = current_app.config
+    return bool(config.get("REDIS_URL")) and config.get("RATELIMIT_STORAGE_URI") == config.get(
+        "REDIS_URL"
+    )
+
+
 def read_epoch_with_count(endpoint: str, key_for: Callable[[dict[str, Any]], str | None]) -> None:
     """Have the requests of `endpoint` read an epoch (its key from the view arguments, or
     None for none) in their count's round trip; the view finds it with `epoch_read`."""

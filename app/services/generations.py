@@ -969,16 +969,8 @@ def _stage(generation_id: str, stage: str, **values: Any) -> None:
 
 def _changed(generation_id: str) -> None:
     """After a statement outside the session changed the generation: what other processes
-    remember of it is dropped (its epoch replaced) and its watchers are told; in one round
-    trip when the epochs live on the queue's Redis (the default: both on REDIS_URL)."""
-    config = current_app.config
-    if config.get("REDIS_URL") and config.get("RATELIMIT_STORAGE_URI") == config["REDIS_URL"]:
-        news = (channel(generation_id), _PROGRESS)
-        if READS_EPOCH.replace({generation_id}, publish=news):
-            return
-    else:
-        READS_EPOCH.replace({generation_id})
-    _announce(generation_id)
+    remember of it is dropped (its epoch replaced) and its watchers are told."""
+    READS_EPOCH.replace({generation_id}, publish=(channel(generation_id), _PROGRESS))
 
 
 def _announce(generation_id: str, news: str = _PROGRESS) -> None:
