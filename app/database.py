@@ -83,6 +83,16 @@ def attached(session: OrmSession, model: type[M], values: dict[str, Any]) -> M:
     return instance
 
 
+def expire_loaded(
+    session: OrmSession, model: type, key: Any, attributes: list[str] | None = None
+) -> None:
+    """After a statement that bypassed the ORM changed a row: its instance, if the session
+    has it loaded, reads it again when next used (all of it, or `attributes`)."""
+    instance = session.identity_map.get(session.identity_key(model, key))
+    if instance is not None:
+        session.expire(instance, attributes)
+
+
 def commit_open(session: OrmSession) -> None:
     """Commit the session's transaction, if one is open: before a statement sent on a
     connection of its own, which must neither wait for it nor be committed with it."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, select, update
 
+from app import database
 from app.errors import Invalid, not_found
 from app.extensions import db
 from app.models import Flow, FlowAlias, Generation, Image, is_uuid, utcnow
@@ -90,9 +91,7 @@ def touch(flow_id: str | None) -> str | None:
         .execute(_TOUCH, {"flow_id": flow_id, "now": utcnow()})
         .scalar_one_or_none()
     )
-    loaded = db.session.identity_map.get(db.session.identity_key(Flow, flow_id))
-    if loaded is not None:  # it reads its new stamp when next used
-        db.session.expire(loaded, ["updated_at"])
+    database.expire_loaded(db.session(), Flow, flow_id, ["updated_at"])
     return touched
 
 
