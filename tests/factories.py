@@ -194,3 +194,22 @@ def statements_sent(engine) -> Iterator[list[str]]:  # noqa: ANN001
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def redis_sends(connection) -> Iterator[list[object]]:  # noqa: ANN001
+    """What `connection`'s pool sends to Redis inside the block, one entry per send: a
+    pipeline is one, so the list's length is the block's round trips."""
+    import pytest
+
+    sent: list[object] = []
+    connection_class = connection.connection_pool.connection_class
+    real_send = connection_class.send_packed_command
+
+    def counting(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        sent.append(command)
+        return real_send(self, command, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection_class, "send_packed_command", counting)
+        yield sent

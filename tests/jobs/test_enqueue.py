@@ -9,6 +9,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from app import queue
+from tests import factories
 
 
 @pytest.fixture
@@ -18,19 +19,10 @@ def app_config(redis_url):
 
 @pytest.fixture
 def sent(app):
-    """The packed commands sent to Redis from here on (a pipeline is one send), once the
-    connection is open and RQ has asked the server's version."""
+    """What is sent to Redis from here on, once the connection is open and RQ has asked the
+    server's version."""
     queue.enqueue("warm-up", "jobs.generate.run", "w")
-    sent: list[object] = []
-    connection_class = queue.get_redis().connection_pool.connection_class
-    real_send = connection_class.send_packed_command
-
-    def counting(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        sent.append(command)
-        return real_send(self, command, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(connection_class, "send_packed_command", counting)
+    with factories.redis_sends(queue.get_redis()) as sent:
         yield sent
 
 

@@ -10,6 +10,7 @@ from rq import Queue
 
 from app import queue
 from jobs.worker import PictorWorker, job_line, read_job_line
+from tests import factories
 
 
 @pytest.fixture
@@ -20,15 +21,7 @@ def app_config(redis_url):
 def test_a_heartbeat_marks_the_worker_alive_in_one_round_trip(app, redis_url):
     connection = redis.Redis.from_url(redis_url)
     worker = PictorWorker([Queue("generations", connection=connection)], connection=connection)
-    sent = []
-    real_send = connection.connection_pool.connection_class.send_packed_command
-
-    def counting(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        sent.append(command)
-        return real_send(self, command, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(connection.connection_pool.connection_class, "send_packed_command", counting)
+    with factories.redis_sends(connection) as sent:
         worker.heartbeat()
 
     assert len(sent) == 1  # HSET and two EXPIREs, pipelined
@@ -38,13 +31,13 @@ def test_a_heartbeat_marks_the_worker_alive_in_one_round_trip(app, redis_url):
 
 def test_the_horse_gets_the_job_as_dequeued_without_reading_redis(app, redis_url):
     connection = redis.Redis.from_url(redis_url)
-    queue = Queue("generations", connection=connection)
+    waiting = Queue("generations", connection=connection)
     every_byte = bytes(range(256))  # a newline among them: the hand-over is one line
-    queue.enqueue("jobs.generate.run", every_byte, job_id="handed-over", job_timeout=42)
-    worker = PictorWorker([queue], connection=connection)
-    job, _ = Queue.dequeue_any([queue], None, connection=connection, job_class=worker.job_class)
+    waiting.enqueue("jobs.generate.run", every_byte, job_id="handed-over", job_timeout=42)
+    worker = PictorWorker([waiting], connection=connection)
+    job, _ = Queue.dequeue_any([waiting], None, connection=connection, job_class=worker.job_class)
 
-    line = job_line(job, queue.name, "an-execution", 1.5)
+    line = job_line(job, waiting.name, "an-execution", 1.5)
     connection.delete(job.key)  # what the horse runs cannot come from Redis now
     job_id, queue_name, execution_id, created, raw = read_job_line(line)
     handed = worker.job_from(job_id, raw)
