@@ -13,6 +13,8 @@ import io
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,26 +43,48 @@ class Encoded:
     mime_type: str
     width: int
     height: int
-    thumbnail: bytes
+    thumbnail: bytes | None  # None: made when first asked for (`store_thumbnail`)
 
 
 def decode(data: bytes, *, max_bytes: int | None = None) -> PILImage.Image:
     """Decode PNG, JPEG or WebP bytes fully; anything else is UnsupportedMedia (415)."""
     if max_bytes is not None and len(data) > max_bytes:
         raise TooLarge("File too large", details={"maxBytes": max_bytes})
+    _verified(data)
+    return _loaded(data)
+
+
+def _verified(data: bytes) -> tuple[str, int, int]:
+    """The format and size of PNG, JPEG or WebP bytes whose structure holds (for a PNG: every
+    chunk's CRC, the chunks' order, IEND), within MAX_SIDE and MAX_PIXELS; the pixels are not
+    decoded. Anything else is UnsupportedMedia (415)."""
     if not data:
         raise UnsupportedMedia("The file is empty", details={"allowed": sorted(FORMATS.values())})
-    try:
-        with PILImage.open(io.BytesIO(data), formats=list(FORMATS)) as probe:
-            width, height = probe.size
-            if width > MAX_SIDE or height > MAX_SIDE:
-                raise UnsupportedMedia(
-                    "Image dimensions are too large",
-                    details={"maxSide": MAX_SIDE, "width": width, "height": height},
-                )
-            probe.verify()
+    with _judging(), PILImage.open(io.BytesIO(data), formats=list(FORMATS)) as probe:
+        width, height = probe.size
+        if width > MAX_SIDE or height > MAX_SIDE:
+            raise UnsupportedMedia(
+                "Image dimensions are too large",
+                details={"maxSide": MAX_SIDE, "width": width, "height": height},
+            )
+        fmt = probe.format
+        probe.verify()
+    return fmt, width, height
+
+
+def _loaded(data: bytes) -> PILImage.Image:
+    """Verified bytes decoded to their pixels (UnsupportedMedia when the pixels are damaged)."""
+    with _judging():
         image = PILImage.open(io.BytesIO(data), formats=list(FORMATS))
         image.load()
+    return image
+
+
+@contextmanager
+def _judging() -> Iterator[None]:
+    """What Pillow raises on a file it cannot read, as UnsupportedMedia."""
+    try:
+        yield
     except UnsupportedMedia:
         raise
     except (
@@ -81,7 +105,6 @@ def decode(data: bytes, *, max_bytes: int | None = None) -> PILImage.Image:
             "Unsupported or damaged image: PNG, JPEG or WebP expected",
             details={"allowed": sorted(FORMATS.values()), "reason": type(exc).__name__},
         ) from None
-    return image
 
 
 def encode(
@@ -132,14 +155,22 @@ def make_thumbnail(image: PILImage.Image) -> bytes:
 
 
 def judge_output(data: bytes, *, text: dict[str, str] | None = None) -> Encoded:
-    """A model's answer: judged by decoding like any image, then kept as it came when a PNG.
+    """A model's answer: judged like any image, then kept as it came when a PNG.
 
     A PNG's pixel stream is not re-encoded (that was most of a generation's storing time):
     its chunks are rewritten instead — only those that draw the picture are kept (metadata
     and anything after IEND are dropped) and `text` goes in as iTXt chunks. Other formats
     are re-encoded as uploads are.
+
+    A PNG of 8-bit rows (grey, RGB, with or without alpha; not interlaced), what image models
+    answer, is judged without being unfiltered (`_png_rows_sound`): that arithmetic cannot fail,
+    and it was half of the time a generation spent after its model. Its thumbnail is made when
+    first asked for, not here. Any other PNG is decoded to its pixels.
     """
-    image = decode(data)
+    fmt, width, height = _verified(data)
+    if fmt == "PNG" and _png_rows_sound(data, width, height):
+        return Encoded(_png_rewritten(data, text or {}), "image/png", width, height, None)
+    image = _loaded(data)
     if image.format != "PNG":
         return encode(image, image.format, text=text)
     return Encoded(
@@ -149,6 +180,43 @@ def judge_output(data: bytes, *, text: dict[str, str] | None = None) -> Encoded:
         height=image.height,
         thumbnail=make_thumbnail(image),
     )
+
+
+# Bytes per pixel of 8-bit PNG colour types: grey, RGB, grey + alpha, RGBA (not palette).
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+
+
+def _png_rows_sound(data: bytes, width: int, height: int) -> bool:
+    """Whether a verified PNG (`_verified`) of 8-bit rows, not interlaced, inflates to exactly
+    its rows, each starting with a known filter type: all that decoding it could find wrong,
+    short of unfiltering. False for any other PNG (decoding judges it then) or a damaged one."""
+    if data[12:16] != b"IHDR" or not width or not height:
+        return False
+    depth, colour, compression, filtering, interlace = data[24:29]
+    channels = _PNG_CHANNELS.get(colour)
+    if depth != 8 or channels is None or compression or filtering or interlace:
+        return False
+    row = 1 + width * channels  # the filter type, then the row's bytes
+    inflater = zlib.decompressobj()
+    try:
+        rows = inflater.decompress(_png_stream(data), height * row + 1)
+    except zlib.error:
+        return False
+    return inflater.eof and len(rows) == height * row and max(rows[::row]) <= 4
+
+
+def _png_stream(data: bytes) -> bytes:
+    """The compressed pixels: the first run of consecutive IDAT chunks, as a decoder reads."""
+    parts: list[bytes] = []
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            parts.append(data[pos + 8 : pos + 8 + length])
+        elif parts:
+            break
+        pos += 12 + length
+    return b"".join(parts)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -204,11 +272,12 @@ def store(
     thumb_key = f"{project_id}/{image_id}/thumb.webp"
     storage = get_storage()
     storage.put(key, encoded.data, encoded.mime_type)
-    try:
-        storage.put(thumb_key, encoded.thumbnail, "image/webp")
-    except Exception:
-        storage.delete(key)
-        raise
+    if encoded.thumbnail is not None:
+        try:
+            storage.put(thumb_key, encoded.thumbnail, "image/webp")
+        except Exception:
+            storage.delete(key)
+            raise
     image = Image(
         id=image_id,
         project_id=project_id,
@@ -227,6 +296,14 @@ def store(
     db.session.add(image)
     db.session.flush()
     return image
+
+
+def store_thumbnail(image: Image) -> None:
+    """Make an image's thumbnail from its stored original and store it: a generated PNG's is
+    made when first asked for. FileNotFoundError when the original is gone."""
+    storage = get_storage()
+    thumbnail = make_thumbnail(decode(storage.get(image.storage_key)))
+    storage.put(image.thumbnail_key or "", thumbnail, "image/webp")
 
 
 def remove_files(image: Image) -> None:

@@ -8,8 +8,9 @@ caching. A soft-deleted or unknown image — or the wrong extension — is a pla
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
+from functools import partial
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
@@ -17,6 +18,7 @@ from werkzeug.wsgi import wrap_file
 
 from app.extensions import db
 from app.models import Image, is_uuid
+from app.services import imaging
 from app.storage import get_storage
 
 if TYPE_CHECKING:
@@ -61,18 +63,37 @@ def open_stored(
     return wrap_file(environ, handle), size
 
 
-def _send(key: str, mime_type: str, etag: str, size: int | None) -> Response:
+def _send(
+    key: str,
+    mime_type: str,
+    etag: str,
+    size: int | None,
+    make: Callable[[], None] | None = None,
+) -> Response:
+    """The stored file `key`, or 304; `make` makes it when it is missing (else 404)."""
     if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
         try:
-            response = stored_file(key, mime_type, size)
+            response = _stored_or_made(key, mime_type, size, make)
         except FileNotFoundError:
             return _missing()
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_FOREVER
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _stored_or_made(
+    key: str, mime_type: str, size: int | None, make: Callable[[], None] | None
+) -> Response:
+    try:
+        return stored_file(key, mime_type, size)
+    except FileNotFoundError:
+        if make is None:
+            raise
+    make()
+    return stored_file(key, mime_type, size)
 
 
 @bp.get("/i/<image_id>.<ext>")
@@ -88,4 +109,10 @@ def image_thumbnail(image_id: str):
     image = _live_image(image_id)
     if image is None or not image.thumbnail_key:
         return _missing()
-    return _send(image.thumbnail_key, "image/webp", f"{image.sha256}-thumb", None)
+    return _send(
+        image.thumbnail_key,
+        "image/webp",
+        f"{image.sha256}-thumb",
+        None,
+        make=partial(imaging.store_thumbnail, image),  # a generated PNG's: on first request
+    )

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from app.extensions import db
 from app.models import Image
-from app.services import projects
+from app.services import imaging, projects
 from app.storage import get_storage
 from tests import factories
 from tests.fakes.gemini import tiny_png
@@ -54,6 +54,36 @@ def test_thumbnail_is_a_small_webp(client, image):
     with PILImage.open(io.BytesIO(response.data)) as thumb:
         assert thumb.format == "WEBP" and max(thumb.size) <= 512
     assert response.headers["ETag"] != f'"{image.sha256}"'
+
+
+@pytest.fixture
+def generated(app, project):
+    """A model's PNG as a generation stores it: judged, its thumbnail not made yet."""
+    picture = PILImage.new("RGB", (1200, 800), (200, 80, 40))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    encoded = imaging.judge_output(buffer.getvalue())
+    stored = imaging.store(project.id, encoded, source="generated")
+    db.session.commit()
+    return stored
+
+
+def test_a_generated_images_thumbnail_is_made_on_its_first_request(client, generated):
+    storage = get_storage()
+    assert not storage.exists(generated.thumbnail_key)
+    first = client.get(f"/i/{generated.id}/thumb.webp")
+    assert first.status_code == 200 and first.mimetype == "image/webp"
+    assert first.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    with PILImage.open(io.BytesIO(first.data)) as thumb:
+        assert thumb.size == (512, 341)
+        assert thumb.convert("RGB").getpixel((200, 100)) == pytest.approx((200, 80, 40), abs=3)
+    assert storage.exists(generated.thumbnail_key)
+    assert client.get(f"/i/{generated.id}/thumb.webp").data == first.data
+
+
+def test_a_thumbnail_whose_original_is_gone_is_404(client, generated):
+    get_storage().delete(generated.storage_key)
+    assert client.get(f"/i/{generated.id}/thumb.webp").status_code == 404
 
 
 def test_head_request_has_the_headers(client, image):

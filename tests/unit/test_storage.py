@@ -129,10 +129,17 @@ def test_s3_generation_is_stored_in_the_bucket_and_served(api, s3_endpoint):
     assert data["status"] == "success", data
     image = data["outputImage"]
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+
+    def keys() -> set[str]:
+        return {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+
     prefix = f"{data['projectId']}/{image['id']}"
-    assert {f"{prefix}/original.png", f"{prefix}/thumb.webp"} <= keys
+    assert keys() == {f"{prefix}/original.png"}  # the thumbnail is made when first asked for
     served = api.client.get(image["url"])
     assert served.status_code == 200
     assert hashlib.sha256(served.data).hexdigest() == image["sha256"]
-    assert api.client.get(image["thumbnailUrl"]).mimetype == "image/webp"
+    thumbnail = api.client.get(image["thumbnailUrl"])
+    assert thumbnail.status_code == 200
+    assert thumbnail.mimetype == "image/webp"
+    assert keys() == {f"{prefix}/original.png", f"{prefix}/thumb.webp"}
+    assert api.client.get(image["thumbnailUrl"]).data == thumbnail.data
