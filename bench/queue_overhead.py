@@ -247,6 +247,15 @@ def run(
                 (row.completed_at - row.started_at).total_seconds() * 1000 - row.provider_ms
             )
             provider.append(row.provider_ms)
+        # What a generation no longer spends: its thumbnail, made by the first request for it.
+        thumbnail = []
+        client = app.test_client()
+        for row in rows:
+            started = time.perf_counter()
+            response = client.get(f"/i/{row.output_image_id}/thumb.webp")
+            thumbnail.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise SystemExit(f"thumbnail of {row.id}: {response.status_code}")
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(f"command: {command}")
@@ -263,6 +272,7 @@ def run(
         ("    job start (job-started)", job_start),
         ("  in-job (completed-started-provider)", in_job),
         ("provider (painting the picture)", provider),
+        ("first thumbnail request, made then", thumbnail),
     ):
         print(
             f"{label:<40}{percentile(values, 50):8.1f}{percentile(values, 99):8.1f}"
