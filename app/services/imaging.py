@@ -1,9 +1,10 @@
 """Image bytes: judged by decoding, re-encoded, thumbnailed, stored (DESIGN.md "Bytes").
 
-Every image that enters Pictor is decoded with Pillow (format, dimensions, decompression-bomb
-limit) and stored under a generated key with a WebP thumbnail, and recorded: an upload is
-re-encoded (`decode` → `encode` → `store`), a model's output judged (`judge_output` → `store`);
-either way metadata and trailing bytes are dropped.
+Every image that enters Pictor is judged with Pillow (format, dimensions, decompression-bomb
+limit) and by its pixels, and stored under a generated key with a WebP thumbnail, and
+recorded: an upload is re-encoded (`decode` → `encode` → `store`), a model's output judged
+(`judge_output` → `store`; a PNG's thumbnail is made on first request); either way metadata
+and trailing bytes are dropped.
 """
 
 from __future__ import annotations
@@ -298,12 +299,12 @@ def store(
     return image
 
 
-def store_thumbnail(image: Image) -> None:
-    """Make an image's thumbnail from its stored original and store it: a generated PNG's is
-    made when first asked for. FileNotFoundError when the original is gone."""
+def store_thumbnail(original_key: str, thumbnail_key: str) -> None:
+    """Make a thumbnail from a stored original and store it: a generated PNG's is made when
+    first asked for. FileNotFoundError when the original is gone."""
     storage = get_storage()
-    thumbnail = make_thumbnail(decode(storage.get(image.storage_key)))
-    storage.put(image.thumbnail_key or "", thumbnail, "image/webp")
+    thumbnail = make_thumbnail(decode(storage.get(original_key)))
+    storage.put(thumbnail_key, thumbnail, "image/webp")
 
 
 def remove_files(image: Image) -> None:

@@ -114,5 +114,6 @@ def image_thumbnail(image_id: str):
         "image/webp",
         f"{image.sha256}-thumb",
         None,
-        make=partial(imaging.store_thumbnail, image),  # a generated PNG's: on first request
+        # A generated PNG's thumbnail is made on its first request.
+        make=partial(imaging.store_thumbnail, image.storage_key, image.thumbnail_key),
     )
