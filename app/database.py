@@ -242,7 +242,7 @@ class DirectRead:
                 if binder is not None
             }
             constants = {
-                key: binders[key](value) if key in binders else value
+                key: _processed(binders.get(key), value)
                 for key, value in compiled.params.items()
                 if value is not None
             }
@@ -263,12 +263,7 @@ class DirectRead:
                 row = conn.execute(self.statement, params).first()
             return None if row is None else tuple(row)
         compiled = self._compiled(engine.dialect)
-        bound = {
-            key: value
-            if value is None or key not in compiled.binders
-            else compiled.binders[key](value)
-            for key, value in params.items()
-        }
+        bound = {key: _processed(compiled.binders.get(key), value) for key, value in params.items()}
         converters = self._processors.get(engine.dialect.name)
         row, description = fetch_one(
             engine, compiled.sql, {**compiled.constants, **bound}, describe=converters is None
@@ -278,6 +273,10 @@ class DirectRead:
         if converters is None:
             converters = self._converters(engine.dialect, description)
         return tuple(
-            value if convert is None or value is None else convert(value)
-            for convert, value in zip(converters, row, strict=True)
+            _processed(convert, value) for convert, value in zip(converters, row, strict=True)
         )
+
+
+def _processed(processor: Callable[[Any], Any] | None, value: Any) -> Any:
+    """A value through SQLAlchemy's bind or result processor for its type, if it has one."""
+    return value if processor is None or value is None else processor(value)
