@@ -169,18 +169,13 @@ def judge_output(data: bytes, *, text: dict[str, str] | None = None) -> Encoded:
     first asked for, not here. Any other PNG is decoded to its pixels.
     """
     fmt, width, height = _verified(data)
-    if fmt == "PNG" and _png_rows_sound(data, width, height):
-        return Encoded(_png_rewritten(data, text or {}), "image/png", width, height, None)
-    image = _loaded(data)
-    if image.format != "PNG":
-        return encode(image, image.format, text=text)
-    return Encoded(
-        data=_png_rewritten(data, text or {}),
-        mime_type="image/png",
-        width=image.width,
-        height=image.height,
-        thumbnail=make_thumbnail(image),
-    )
+    thumbnail = None
+    if fmt != "PNG" or not _png_rows_sound(data, width, height):
+        image = _loaded(data)
+        if fmt != "PNG":
+            return encode(image, fmt, text=text)
+        thumbnail = make_thumbnail(image)  # decoded anyway: made at once
+    return Encoded(_png_rewritten(data, text or {}), "image/png", width, height, thumbnail)
 
 
 # Bytes per pixel of 8-bit PNG colour types: grey, RGB, grey + alpha, RGBA (not palette).
@@ -209,14 +204,11 @@ def _png_rows_sound(data: bytes, width: int, height: int) -> bool:
 def _png_stream(data: bytes) -> bytes:
     """The compressed pixels: the first run of consecutive IDAT chunks, as a decoder reads."""
     parts: list[bytes] = []
-    pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        if data[pos + 4 : pos + 8] == b"IDAT":
-            parts.append(data[pos + 8 : pos + 8 + length])
+    for kind, start, end in _png_chunks(data):
+        if kind == b"IDAT":
+            parts.append(data[start + 8 : end - 4])
         elif parts:
             break
-        pos += 12 + length
     return b"".join(parts)
 
 
@@ -224,26 +216,29 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_DRAWING_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
 
 
-def _png_rewritten(data: bytes, text: dict[str, str]) -> bytes:
-    """The PNG's drawing chunks with `text` as iTXt chunks before the first IDAT.
-
-    `data` has been decoded already (so its chunk structure and CRCs are sound).
-    """
-    out = [_PNG_SIGNATURE]
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk of a judged PNG (its structure sound) up to IEND: its type, and where it
+    starts (its length field) and ends (after its CRC) in `data`."""
     pos = len(_PNG_SIGNATURE)
-    text_written = False
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        end = pos + 12 + length
+        kind, end = data[pos + 4 : pos + 8], pos + 12 + length
+        yield kind, pos, end
+        if kind == b"IEND":
+            return
+        pos = end
+
+
+def _png_rewritten(data: bytes, text: dict[str, str]) -> bytes:
+    """The PNG's drawing chunks with `text` as iTXt chunks before the first IDAT."""
+    out = [_PNG_SIGNATURE]
+    text_written = False
+    for kind, start, end in _png_chunks(data):
         if kind == b"IDAT" and not text_written:
             out.extend(_png_chunk(b"iTXt", _itxt(key, value)) for key, value in text.items())
             text_written = True
         if kind in _PNG_DRAWING_CHUNKS:
-            out.append(data[pos:end])
-        pos = end
-        if kind == b"IEND":
-            break
+            out.append(data[start:end])
     return b"".join(out)
 
 
