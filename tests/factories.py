@@ -101,6 +101,41 @@ def png_bytes(width: int = 64, height: int = 48, color: str = "#3366cc") -> byte
     return buffer.getvalue()
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk written by hand, its CRC right."""
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def handmade_png(
+    width: int,
+    height: int,
+    stream: bytes,
+    *,
+    colour: int = 2,
+    interlaced: bool = False,
+    idats_apart: bool = False,
+) -> bytes:
+    """A PNG of 8-bit samples written by hand around `stream` (its rows compressed, or any
+    bytes at all), every CRC right; `idats_apart` splits the stream into two IDATs with
+    another chunk between them."""
+    import struct
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, int(interlaced))
+    if idats_apart:
+        half = len(stream) // 2
+        pixels = (
+            png_chunk(b"IDAT", stream[:half])
+            + png_chunk(b"tEXt", b"note\0between")
+            + png_chunk(b"IDAT", stream[half:])
+        )
+    else:
+        pixels = png_chunk(b"IDAT", stream)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + pixels + png_chunk(b"IEND", b"")
+
+
 def ingest(project_id: str, data: bytes, **fields: Any):
     """Store bytes as an upload is stored (decoded, re-encoded, thumbnailed); not committed."""
     from app.services import imaging

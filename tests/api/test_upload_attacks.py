@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 import tracemalloc
 import zipfile
 import zlib
@@ -18,20 +17,9 @@ from app.storage import get_storage
 from tests import factories
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def png_with_header_size(width: int, height: int) -> bytes:
     """A tiny file whose IHDR claims width×height RGB pixels (a pixel flood)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 1024)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
+    return factories.handmade_png(width, height, zlib.compress(b"\0" * 1024))
 
 
 def _jpeg(size: int = 256, **save_args) -> bytes:
@@ -96,7 +84,7 @@ def test_polyglot_png_with_trailing_zip_is_stored_without_the_trailer(api):
     stored = _stored_bytes(factories.upload_image(api, polyglot, filename="poly.png"))
     assert b"PK\x03\x04" not in stored
     assert b"payload.py" not in stored
-    assert stored.endswith(_png_chunk(b"IEND", b""))
+    assert stored.endswith(factories.png_chunk(b"IEND", b""))
     assert PILImage.open(io.BytesIO(stored)).size == (40, 40)
 
 

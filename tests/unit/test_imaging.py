@@ -4,7 +4,6 @@ exactly as they came (imaging.judge_output)."""
 from __future__ import annotations
 
 import io
-import struct
 import zlib
 
 import pytest
@@ -12,36 +11,24 @@ from PIL import Image as PILImage
 
 from app.errors import UnsupportedMedia
 from app.services import imaging
+from tests import factories
 
 WIDTH, HEIGHT = 24, 10
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def _png(
     rows: bytes,
     *,
-    colour: int = 2,
     stream: bytes | None = None,
-    split: bool = False,
+    colour: int = 2,
     interlaced: bool = False,
+    idats_apart: bool = False,
 ) -> bytes:
-    """A PNG written by hand, every CRC right: `rows` (each a filter type and its bytes)
-    compressed, or `stream` as it is; `split` puts a text chunk between two IDATs."""
-    header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 8, colour, 0, 0, int(interlaced))
+    """`rows` (each a filter type and its bytes) compressed, or `stream` as it is, as a PNG."""
     stream = zlib.compress(rows) if stream is None else stream
-    if split:
-        half = len(stream) // 2
-        pixels = (
-            _chunk(b"IDAT", stream[:half])
-            + _chunk(b"tEXt", b"note\0between")
-            + _chunk(b"IDAT", stream[half:])
-        )
-    else:
-        pixels = _chunk(b"IDAT", stream)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + pixels + _chunk(b"IEND", b"")
+    return factories.handmade_png(
+        WIDTH, HEIGHT, stream, colour=colour, interlaced=interlaced, idats_apart=idats_apart
+    )
 
 
 def _rows(channels: int = 3) -> bytes:
@@ -109,7 +96,7 @@ def _unknown_filter() -> bytes:
         pytest.param(_unknown_filter(), id="unknown filter type"),
         pytest.param(_png(b"", stream=_flipped(zlib.compress(_rows()))), id="bytes flipped"),
         pytest.param(_png(b"", stream=zlib.compress(_rows())[:-12]), id="stream cut short"),
-        pytest.param(_png(_rows(), split=True), id="IDATs apart"),
+        pytest.param(_png(_rows(), idats_apart=True), id="IDATs apart"),
     ],
 )
 def test_a_png_with_damaged_pixels_is_refused(damaged):
