@@ -121,6 +121,15 @@ def _horse(worker_pid: int) -> int:
     raise AssertionError("no work-horse running")
 
 
+def _dead(pid: int) -> bool:
+    """Exited (a zombie until its parent reaps it: its pipes closed) or gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
 def _horse_or_none(worker_pid: int) -> int | None:
     try:
         return _horse(worker_pid)
@@ -220,6 +229,8 @@ def test_one_work_horse_serves_many_jobs_and_a_dead_one_is_replaced(api, workers
     assert generate("second") == "success"
     assert _horse(worker.pid) == horse  # not a fork per job
     os.kill(horse, signal.SIGKILL)  # dies between jobs
+    # Dead, not just signalled: a job handed over in between would die with it (WORKER_LOST).
+    _wait_until(lambda: _dead(horse), 10, "the horse's death")
     assert generate("third") == "success", workers.logs()
     assert _horse(worker.pid) != horse
     assert worker.poll() is None
